@@ -1,0 +1,342 @@
+"""Statement scorer: an encoder with a 2-way classification head; score = P(True) = softmax(logits)[1].
+
+Each statement is one single-segment string (no sentence-pair encoding), as in Statement-Tuning. Inputs are
+tokenised without truncation first (to report their true length), cut to the model's limit only when longer
+(reported as ``Score.truncated``), sorted by length and batched with per-batch (dynamic) padding.
+
+On CPU the weights stay fp32 and bf16 runs as autocast (only chosen automatically on CPUs with native bf16);
+on CUDA the weights are loaded in the resolved dtype.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from harness.backends.base import BackendConfig, ModelInfo
+from harness.core import Request, RequestKind, Score, StatementRequest
+from harness.device import cpu_has_fast_bf16, describe_device, dtype_name, resolve_device, resolve_dtype
+from harness.errors import BenchError, ModelError, ScoreError, UsageError
+from harness.models.presets import (
+    DEFAULT_ENCODER,
+    PRESETS,
+    ResolvedModel,
+    adapter_base_model,
+    fingerprint,
+    hf_quiet,
+    is_adapter_dir,
+    resolve_model,
+)
+
+#: Model types whose position ids start at padding_idx + 1, so two positions are unusable.
+_POSITION_OFFSET_TYPES = frozenset({
+    "roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "xmod", "longformer",
+    "roberta-prelayernorm", "mpnet", "ibert", "luke",
+})
+_HEAD_KEYS = ("classifier", "score", "pooler", "sequence_summary")
+_SANE_TOKENIZER_LIMIT = 100_000
+_UNTRAINED_HEAD = "classification head newly initialised (untrained): scores are chance-level"
+
+
+def _one_line(err: BaseException, limit: int = 240) -> str:
+    """First non-empty line of an exception message (error messages must be one line)."""
+    text = str(err).strip()
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "") or type(err).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _offline() -> bool:
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
+        return False
+    return bool(constants.is_offline_mode())
+
+
+class EncoderBackend:
+    """Backend ``encoder``: a sequence classifier (preset, local dir or hub id; optional peft adapter)."""
+
+    name: ClassVar[str] = "encoder"
+    request_kind: ClassVar[RequestKind] = "statement"
+
+    def __init__(self, config: BackendConfig) -> None:
+        if config.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1 (got {config.batch_size})")
+        if config.max_length is not None and config.max_length < 2:
+            raise UsageError(f"--max-length must be at least 2 (got {config.max_length})")
+        if config.threads is not None:
+            if config.threads < 1:
+                raise UsageError(f"--threads must be at least 1 (got {config.threads})")
+            torch.set_num_threads(config.threads)
+        self.config = config
+        self.batch_size = config.batch_size
+        self.ref = config.model or DEFAULT_ENCODER
+        self.device = resolve_device(config.device)
+        self.dtype = resolve_dtype(config.dtype, self.device)
+        self._autocast = self.device.type == "cpu" and self.dtype == torch.bfloat16
+        notes: list[str] = []
+
+        base, adapter_dir = self._resolve(config)
+        self.base = base
+        self.adapter_dir = adapter_dir
+        notes.extend(base.notes)
+
+        self.tokenizer, self.model, load_notes = self._load(base, adapter_dir)
+        notes.extend(load_notes)
+        self.model.eval()
+        self.max_length = self._max_length()
+        if self._autocast:
+            notes.append("bf16 autocast on CPU over fp32 weights")
+        elif self.device.type == "cpu" and config.dtype.strip().lower() == "auto" and not cpu_has_fast_bf16():
+            notes.append("CPU lacks avx512_bf16/AMX: fp32 chosen (bf16 would be slower)")
+        self.notes = tuple(dict.fromkeys(notes))  # de-duplicated, in order
+        revision = base.revision
+        if revision is None:
+            commit = getattr(self.model.config, "_commit_hash", None)
+            revision = str(commit) if commit else None
+        if adapter_dir is not None:
+            revision = f"{revision or 'unknown'}+adapter:{fingerprint(adapter_dir)}"
+        self.revision = revision
+        self.num_parameters = sum(p.numel() for p in self.model.parameters())
+        self._closed = False
+
+    # -- resolution / loading --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _resolve(config: BackendConfig) -> tuple[ResolvedModel, str | None]:
+        """(base model, adapter directory or None)."""
+        if config.adapter:
+            if not Path(config.adapter).expanduser().is_dir():
+                raise ModelError(f"adapter path {config.adapter} does not exist (or is not a directory)")
+            adapter = resolve_model(config.adapter)
+            if not adapter.is_local or not is_adapter_dir(adapter.path):
+                raise ModelError(f"adapter {config.adapter} is not a peft adapter directory "
+                                 "(no adapter_config.json)")
+            if config.model is None:
+                base = resolve_model(adapter_base_model(adapter.path) or DEFAULT_ENCODER)
+            else:
+                base = resolve_model(config.model)
+                if base.is_local and is_adapter_dir(base.path):
+                    raise ModelError(f"--model {config.model} is itself a peft adapter; "
+                                     "give its base model with --model, or drop --adapter")
+            return base, adapter.path
+        model = resolve_model(config.model or DEFAULT_ENCODER)
+        if model.is_local and is_adapter_dir(model.path):
+            base_ref = adapter_base_model(model.path)
+            if not base_ref:
+                raise ModelError(f"adapter {model.ref} names no base_model_name_or_path "
+                                 "in its adapter_config.json")
+            base = resolve_model(base_ref)
+            if base.is_local and is_adapter_dir(base.path):
+                raise ModelError(f"adapter {model.ref} has another adapter as its base ({base_ref}); "
+                                 "nested adapters are not supported")
+            return base, model.path
+        return model, None
+
+    def _load_error(self, base: ResolvedModel, err: BaseException) -> ModelError:
+        reason = _one_line(err)
+        if base.is_local:
+            return ModelError(f"cannot load model {base.ref} from {base.path}: {reason}")
+        if base.preset is not None:
+            return ModelError(f"preset {base.preset} (hub id {base.path}) could not be loaded "
+                              f"from the hub/cache: {reason}")
+        presets = ", ".join(sorted(PRESETS))
+        return ModelError(f"model {base.ref!r} is not a preset ({presets}), not a local directory, "
+                          f"and could not be loaded from the hub/cache: {reason}")
+
+    def _from_pretrained(self, base: ResolvedModel, local_only: bool) -> tuple[Any, Any, dict[str, Any]]:
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+        kwargs: dict[str, Any] = {"local_files_only": True} if local_only else {}
+        hf_config = AutoConfig.from_pretrained(base.path, **kwargs)
+        num_labels = int(getattr(hf_config, "num_labels", 2))
+        architectures = list(getattr(hf_config, "architectures", None) or [])
+        has_head = any(a.endswith("ForSequenceClassification") for a in architectures)
+        if num_labels != 2 and has_head:
+            labels = ", ".join(str(v) for v in (getattr(hf_config, "id2label", None) or {}).values())
+            raise ModelError(f"model {base.ref} has a {num_labels}-label classification head ({labels}); "
+                             "statement scoring needs 2 labels (0 = False, 1 = True)")
+        extra: dict[str, Any] = {}
+        if not has_head:
+            extra = {"id2label": {0: "False", 1: "True"}, "label2id": {"False": 0, "True": 1}}
+        tokenizer = AutoTokenizer.from_pretrained(base.path, **kwargs)
+        load_dtype = self.dtype if self.device.type == "cuda" else torch.float32
+        torch.manual_seed(self.config.seed)  # a newly initialised head is then the same on every run
+        model, loading = AutoModelForSequenceClassification.from_pretrained(
+            base.path, num_labels=2, dtype=load_dtype, output_loading_info=True, **extra, **kwargs)
+        return tokenizer, model, loading
+
+    def _load(self, base: ResolvedModel, adapter_dir: str | None) -> tuple[Any, Any, list[str]]:
+        notes: list[str] = []
+        try:
+            with hf_quiet():
+                try:
+                    tokenizer, model, loading = self._from_pretrained(base, local_only=True)
+                except OSError:
+                    if base.is_local or _offline():
+                        raise
+                    # not in the HF cache: try the hub (cache first avoids network retries when it is there)
+                    tokenizer, model, loading = self._from_pretrained(base, local_only=False)
+        except BenchError:
+            raise
+        except Exception as err:
+            raise self._load_error(base, err) from err
+        if tokenizer.pad_token_id is None:
+            raise ModelError(f"model {base.ref}: its tokenizer has no padding token")
+        tokenizer.padding_side = "right"
+        missing = [str(k) for k in loading.get("missing_keys", ()) if any(h in str(k) for h in _HEAD_KEYS)]
+        head_from_adapter: set[str] = set()
+        if adapter_dir is not None:
+            model, head_from_adapter = self._load_adapter(model, adapter_dir)
+            notes.append(f"peft adapter {adapter_dir}")
+        untrained = [k for k in missing if not any(m in k for m in head_from_adapter)]
+        if any("classifier" in k or "score" in k or "sequence_summary" in k for k in untrained):
+            notes.append(f"{_UNTRAINED_HEAD} (seed {self.config.seed})")
+        elif untrained:  # e.g. only the pooler
+            modules = sorted({k.rsplit(".", 2)[0] for k in untrained})
+            notes.append(f"{', '.join(modules)} newly initialised (untrained, seed {self.config.seed})")
+        if head_from_adapter:
+            saved = ", ".join(sorted(head_from_adapter))
+            notes.append(f"classification head loaded from the adapter ({saved})")
+        label1 = str((getattr(model.config, "id2label", None) or {}).get(1, "True"))
+        if label1.lower() not in ("true", "label_1", "1", "yes", "entailment"):
+            notes.append(f"label 1 of this checkpoint is {label1!r}: P(True) is read from it "
+                         "(check the label order)")
+        model.to(self.device)
+        return tokenizer, model, notes
+
+    def _load_adapter(self, model: Any, adapter_dir: str) -> tuple[Any, set[str]]:
+        import json
+
+        try:
+            from peft import PeftModel
+        except ImportError as err:
+            raise ModelError(f"adapter {adapter_dir} needs the package peft (pip install peft)") from err
+        try:
+            with hf_quiet(), warnings.catch_warnings():
+                # peft 0.21 calls a transformers API that transformers 5 deprecates; nothing for users to do
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+                peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
+            adapter_cfg = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
+        except Exception as err:
+            raise ModelError(f"cannot load peft adapter {adapter_dir}: {_one_line(err)}") from err
+        saved = {str(m) for m in (adapter_cfg.get("modules_to_save") or ())}
+        present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        return peft_model, saved & present
+
+    def _max_length(self) -> int:
+        limits: list[int] = []
+        tok_limit = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tok_limit, int) and 0 < tok_limit < _SANE_TOKENIZER_LIMIT:
+            limits.append(tok_limit)
+        cfg = self.model.config
+        positions = getattr(cfg, "max_position_embeddings", None)
+        if isinstance(positions, int) and positions > 0:
+            offset = 2 if getattr(cfg, "model_type", "") in _POSITION_OFFSET_TYPES else 0
+            limits.append(positions - offset)
+        model_limit = min(limits) if limits else 512
+        requested = self.config.max_length
+        if requested is None:
+            return model_limit
+        if requested > model_limit:
+            raise UsageError(f"--max-length {requested} exceeds the limit of model {self.ref} "
+                             f"({model_limit} tokens)")
+        return requested
+
+    # -- Backend protocol ------------------------------------------------------------------------------------
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            backend=self.name,
+            model=self.ref,
+            path=self.base.path if self.base.is_local else None,
+            revision=self.revision,
+            adapter=self.adapter_dir,
+            dtype=dtype_name(self.dtype),
+            device=describe_device(self.device),
+            num_parameters=self.num_parameters,
+            max_length=self.max_length,
+            threads=torch.get_num_threads(),
+            notes=self.notes,
+        )
+
+    def _encode(self, texts: list[str]) -> tuple[list[dict[str, list[int]]], list[int]]:
+        """Per text: the (possibly truncated) encoding and the untruncated token count."""
+        full = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
+        keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in full]
+        encodings = [{k: list(full[k][i]) for k in keys} for i in range(len(texts))]
+        lengths = [len(e["input_ids"]) for e in encodings]
+        long = [i for i, n in enumerate(lengths) if n > self.max_length]
+        if long:
+            cut = self.tokenizer([texts[i] for i in long], add_special_tokens=True, truncation=True,
+                                 max_length=self.max_length, verbose=False)
+            for j, i in enumerate(long):
+                encodings[i] = {k: list(cut[k][j]) for k in keys}
+        return encodings, lengths
+
+    def _forward(self, batch: list[dict[str, list[int]]]) -> torch.Tensor:
+        width = max(len(e["input_ids"]) for e in batch)
+        pad_id = int(self.tokenizer.pad_token_id)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        types = torch.zeros((len(batch), width), dtype=torch.long) if "token_type_ids" in batch[0] else None
+        for row, enc in enumerate(batch):
+            n = len(enc["input_ids"])
+            ids[row, :n] = torch.tensor(enc["input_ids"], dtype=torch.long)
+            mask[row, :n] = 1
+            if types is not None:
+                types[row, :n] = torch.tensor(enc["token_type_ids"], dtype=torch.long)
+        inputs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+        if types is not None:
+            inputs["token_type_ids"] = types.to(self.device)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._autocast):
+            logits = self.model(**inputs).logits
+        if logits.shape[-1] != 2:
+            raise ScoreError(f"encoder {self.ref} returned {logits.shape[-1]} logits per statement, "
+                             "expected 2")
+        return torch.softmax(logits.float(), dim=-1)[:, 1].cpu()
+
+    def score(self, requests: Sequence[Request]) -> list[Score]:
+        if self._closed:
+            raise ScoreError(f"encoder backend for {self.ref} was closed")
+        texts: list[str] = []
+        for r in requests:
+            if not isinstance(r, StatementRequest):
+                raise ScoreError(f"encoder backend scores statements only; "
+                                 f"got a {r.kind} request ({r.example_id})")
+            texts.append(r.text)
+        if not texts:
+            return []
+        encodings, lengths = self._encode(texts)
+        # longest first (stable: equal lengths keep input order), so each batch pads little
+        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i]["input_ids"]))
+        values = [math.nan] * len(texts)
+        bs = self.batch_size
+        with torch.inference_mode():
+            for start in range(0, len(order), bs):
+                idx = order[start:start + bs]
+                probs = self._forward([encodings[i] for i in idx]).tolist()
+                for i, p in zip(idx, probs, strict=True):
+                    values[i] = float(p)
+        bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+        if bad:
+            raise ScoreError(f"encoder returned NaN/inf scores for {len(bad)} statement(s), "
+                             f"e.g. {texts[bad[0]][:60]!r}")
+        return [Score(value=v, truncated=n > self.max_length, n_tokens=n)
+                for v, n in zip(values, lengths, strict=True)]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        del self.model
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+

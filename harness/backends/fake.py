@@ -1,0 +1,60 @@
+"""Seeded fake backend: deterministic scores without a model, so runner/results/CLI tests are fast.
+
+Models (``--model``): ``random`` (default; a hash of seed and request text), ``length`` (score = length of the
+text, a known rule tests can recompute), ``nan`` (always NaN, to exercise the NaN guard), ``slow`` (``random``
+plus a pause per call, so a test can kill a run part-way).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from typing import ClassVar
+
+from harness.backends.base import BackendConfig, ModelInfo
+from harness.core import Request, RequestKind, Score, StatementRequest
+from harness.errors import UsageError
+
+FAKE_MODELS = ("random", "length", "nan", "slow")
+SLOW_SECONDS_PER_CALL = 0.3
+
+
+def _text(request: Request) -> str:
+    if isinstance(request, StatementRequest):
+        return request.text
+    return request.context + request.continuation
+
+
+class FakeBackend:
+    name: ClassVar[str] = "fake"
+    request_kind: ClassVar[RequestKind] = "statement"
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.model = config.model or "random"
+        if self.model not in FAKE_MODELS:
+            raise UsageError(f"--model {self.model!r} is not a fake model; choose one of: {', '.join(FAKE_MODELS)}")
+        self.seed = config.seed
+        self.calls = 0  # number of score() calls, so tests can check that resume scores nothing
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(backend="fake", model=self.model, path=None, revision=None, adapter=None,
+                         dtype="float32", device="cpu", num_parameters=0, max_length=None, threads=None)
+
+    def _one(self, request: Request) -> Score:
+        text = _text(request)
+        if self.model == "nan":
+            return Score(float("nan"))
+        if self.model == "length":
+            return Score(float(len(text)))
+        digest = hashlib.sha256(f"{self.seed}\x00{text}".encode()).digest()
+        return Score(int.from_bytes(digest[:8], "big") / 2**64)
+
+    def score(self, requests: Sequence[Request]) -> list[Score]:
+        self.calls += 1
+        if self.model == "slow":
+            time.sleep(SLOW_SECONDS_PER_CALL)
+        return [self._one(r) for r in requests]
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,185 @@
+"""The `bench` command line. Errors from bad input become one line and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from harness.errors import BenchError
+
+F = TypeVar("F", bound=Callable[..., Any])
+ALL = "all"
+
+
+class BenchFailure(click.ClickException):
+    """Shown as `error: <one line>`; `failure()` makes one with the BenchError's exit code."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def failure(message: str, exit_code: int) -> BenchFailure:
+    # click reads `exit_code` from the class; a subclass per code keeps it typed.
+    cls = type(f"BenchFailure{exit_code}", (BenchFailure,), {"exit_code": exit_code})
+    return cls(message)
+
+
+def one_line_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BenchError as err:
+            raise failure(str(err).splitlines()[0] if str(err) else type(err).__name__, err.exit_code) from err
+    return wrapper  # type: ignore[return-value]
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    if value is None or value.strip().lower() == ALL:
+        return None
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    return items or None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="statement-bench", prog_name="bench")
+def main() -> None:
+    """statement-bench: zero-shot multilingual evaluation of statement-tuned encoders and LLMs."""
+
+
+@main.command("run")
+@click.option("--backend", default="encoder", show_default=True, help="Model backend (see `bench list backends`).")
+@click.option("--model", default=None, help="Preset name, local directory or hub id (default: backend's default).")
+@click.option("--adapter", default=None, help="PEFT adapter directory applied on top of --model.")
+@click.option("--tasks", default=ALL, show_default=True, help="Comma-separated tasks, or 'all'.")
+@click.option("--langs", default=ALL, show_default=True, help="Comma-separated languages, or 'all'.")
+@click.option("--split", default=None, help="Split (default: each task's eval split).")
+@click.option("--limit", type=int, default=None, help="First N examples per language.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for template draws.")
+@click.option("--dtype", default="auto", show_default=True, help="auto | fp32 | bf16 | fp16 (auto: from the device).")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's).")
+@click.option("--max-length", type=int, default=None, help="Override the model's input token limit.")
+@click.option("--data-source", type=click.Choice(["packaged", "hub"]), default="packaged", show_default=True,
+              help="Packaged copies, or `datasets.load_dataset` from the Hub ids.")
+@click.option("--hub-dir", default=None, help="Local mirror of Hub datasets, laid out by repo id.")
+@click.option("--xcopa-question", type=click.Choice(["upstream", "copa-en"]), default="upstream",
+              show_default=True, help="XCOPA cause/effect: upstream field, or English COPA's (corrected) by idx.")
+@click.option("--templates", "templates_dir", default=None, help="Directory of <task>.yaml template overrides.")
+@click.option("--output", default="results", show_default=True, help="Results directory (one folder per run).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@one_line_errors
+def run_cmd(backend: str, model: str | None, adapter: str | None, tasks: str, langs: str, split: str | None,
+            limit: int | None, batch_size: int, seed: int, dtype: str, device: str, threads: int | None,
+            max_length: int | None, data_source: str, hub_dir: str | None, xcopa_question: str,
+            templates_dir: str | None, output: str, quiet: bool) -> None:
+    """Evaluate a model zero-shot on the eval tasks; resumable (re-run the same command)."""
+    from harness.reports.tables import run_table
+    from harness.runner import RunConfig, execute, plan_run
+    from harness.tasks.specs import TASKS
+
+    config = RunConfig(
+        backend=backend, model=model, adapter=adapter, tasks=_csv(tasks) or tuple(TASKS),
+        languages=_csv(langs), split=split, limit=limit, batch_size=batch_size, seed=seed, dtype=dtype,
+        device=device, threads=threads, max_length=max_length, data_source=data_source, hub_dir=hub_dir,
+        xcopa_question=xcopa_question, templates_dir=templates_dir, output_dir=output)
+    plan = plan_run(config)
+    try:
+        outcome = execute(plan, show_progress=not quiet)
+    except KeyboardInterrupt:
+        raise failure(f"interrupted; finished samples are kept under {output}/ — re-run the same command "
+                      "to resume", 130) from None
+    r = outcome.result
+    m = r.model
+    click.echo(f"\n{r.run_id}: {m['backend']} {m['model']} | dtype {m['dtype']} | device {m['device']} | "
+               f"threads {m['threads']} | batch {config.batch_size} | seed {config.seed}")
+    click.echo(run_table(r))
+    for note in m.get("notes") or []:
+        click.echo(f"note: {note}")
+    t = r.timing
+    click.echo(f"scored {outcome.scored_now} examples now, {outcome.resumed} resumed; "
+               f"wall {t['wall_seconds']:.1f}s (model load {t['model_load_seconds']:.1f}s)")
+    click.echo(f"results: {outcome.result_path}\nsamples: {outcome.samples_path}")
+
+
+@main.group("list")
+def list_group() -> None:
+    """List tasks, model presets or backends."""
+
+
+@list_group.command("tasks")
+@one_line_errors
+def list_tasks() -> None:
+    """Tasks, languages, splits and packaged row counts."""
+    from harness.reports.tables import markdown_table
+    from harness.tasks.loading import manifest
+    from harness.tasks.specs import TASKS
+
+    man = manifest()["tasks"]
+    rows = []
+    for name, spec in TASKS.items():
+        for split, langs in man[name]["splits"].items():
+            counts = [f"{lang}:{info['rows']}{'*' if info.get('derived') else ''}" for lang, info in langs.items()]
+            total = sum(info["rows"] for info in langs.values())
+            default = " (default)" if split == spec.default_split else ""
+            rows.append([name, split + default, str(len(langs)), str(total), " ".join(counts)])
+    click.echo(markdown_table(["task", "split", "langs", "rows", "rows per language (* = derived)"], rows,
+                              align="llrrl"))
+    for name, spec in TASKS.items():
+        click.echo(f"{name}: hub {spec.hub_id}; licence {spec.license}" + (f"; {spec.note}" if spec.note else ""))
+
+
+@list_group.command("models")
+@one_line_errors
+def list_models() -> None:
+    """Model presets (bundled small models and hub presets)."""
+    from harness.models.presets import PRESETS
+    from harness.reports.tables import markdown_table
+
+    rows = [[p.name, p.kind, p.hub_id, p.languages, p.package or "hub only", p.license] for p in PRESETS.values()]
+    click.echo(markdown_table(["preset", "kind", "hub id", "languages", "bundled by", "licence"], rows,
+                              align="llllll"))
+
+
+@list_group.command("backends")
+def list_backends() -> None:
+    """Registered backends (imported only when chosen)."""
+    from harness.backends.registry import available
+
+    for entry in available():
+        extra = f" [extra: {entry.extra}]" if entry.extra else ""
+        click.echo(f"{entry.name:10s} {entry.description}{extra}")
+
+
+@main.command("report")
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the Markdown report here.")
+@click.option("--title", default="statement-bench report", show_default=True)
+@one_line_errors
+def report_cmd(results: tuple[Path, ...], out: Path | None, title: str) -> None:
+    """Markdown comparison of result files (or directories holding them)."""
+    from harness.errors import DataError
+    from harness.reports.tables import comparison_report
+    from harness.results.schema import find_result_files, read_result
+
+    files = find_result_files(list(results))
+    if not files:
+        raise DataError(f"no result.json found under {', '.join(map(str, results))}")
+    text = comparison_report([read_result(f) for f in files], title=title)
+    if out is not None:
+        out = out if out.suffix else out.with_suffix(".md")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    click.echo(text)
+    if out is not None:
+        click.echo(f"report: {out}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

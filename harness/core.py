@@ -1,0 +1,81 @@
+"""Typed records that flow one way: Example -> Request -> Score -> Sample."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+RequestKind = Literal["statement", "loglikelihood"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One evaluation item, already normalised: 0-based gold index into `candidates`."""
+
+    task: str
+    language: str
+    split: str
+    index: int  # 0-based row position in the split file
+    fields: Mapping[str, str]  # textual slots (premise, question, sentence, ...)
+    candidates: tuple[str, ...]  # candidate texts (choices / endings / options / label names)
+    gold: int
+
+    @property
+    def example_id(self) -> str:
+        return f"{self.task}/{self.language}/{self.split}/{self.index}"
+
+
+@dataclass(frozen=True)
+class StatementRequest:
+    """Score one natural-language statement: the backend returns P(True)."""
+
+    example_id: str
+    candidate: int
+    text: str
+    kind: RequestKind = "statement"
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    """Score log P(continuation | context) (lm-evaluation-harness `loglikelihood`)."""
+
+    example_id: str
+    candidate: int
+    context: str
+    continuation: str
+    kind: RequestKind = "loglikelihood"
+
+
+Request = StatementRequest | LoglikelihoodRequest
+
+
+@dataclass(frozen=True)
+class Score:
+    """A backend's answer to one request. `value` is compared across candidates (higher wins)."""
+
+    value: float
+    truncated: bool = False  # input was longer than the model's limit and was cut
+    n_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One scored example, as written (one JSON line) to the per-sample file."""
+
+    example_id: str
+    task: str
+    language: str
+    split: str
+    index: int
+    template_id: str | None
+    requests: tuple[str, ...]  # statement text per candidate (or context||continuation)
+    scores: tuple[float, ...]
+    prediction: int
+    gold: int
+    truncated: int = 0
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def correct(self) -> bool:
+        return self.prediction == self.gold

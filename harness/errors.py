@@ -1,0 +1,33 @@
+"""Errors the CLI turns into a one-line message and an exit code (never a traceback)."""
+
+from __future__ import annotations
+
+
+class BenchError(Exception):
+    """Base class: `str(err)` is the one-line message shown to the user."""
+
+    exit_code = 1
+
+
+class UsageError(BenchError):
+    """Unknown task / language / backend / option value."""
+
+    exit_code = 2
+
+
+class DataError(BenchError):
+    """A data file is missing, corrupt (checksum mismatch) or malformed (bad label, no candidates)."""
+
+    exit_code = 3
+
+
+class ModelError(BenchError):
+    """A model path, preset or adapter cannot be loaded."""
+
+    exit_code = 4
+
+
+class ScoreError(BenchError):
+    """A backend returned unusable scores (NaN, wrong count)."""
+
+    exit_code = 5

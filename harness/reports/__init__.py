@@ -1,0 +1,1 @@
+"""Reports built only from result files (never from models or data)."""

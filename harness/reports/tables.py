@@ -1,0 +1,114 @@
+"""Plain Markdown tables of result files: per run (language x task) and across runs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from harness.results.schema import RunResult
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
+    """GitHub Markdown table, padded so it also reads well in a terminal."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    align = align or "l" + "r" * (len(headers) - 1)
+    def line(cells: Sequence[str]) -> str:
+        padded = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(cells, widths, align, strict=True)]
+        return "| " + " | ".join(padded) + " |"
+    rule = "|" + "|".join(("-" * (w + 1) + ":" if a == "r" else ":" + "-" * (w + 1))
+                          for w, a in zip(widths, align, strict=True)) + "|"
+    return "\n".join([line(headers), rule, *[line(r) for r in rows]])
+
+
+def pct(value: float) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
+
+
+def ci(low: float, high: float) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return ""
+    return f"[{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def model_label(result: RunResult) -> str:
+    m = result.model
+    label = f"{m.get('backend')}:{m.get('model')}"
+    if m.get("adapter"):
+        label += f"+{m['adapter']}"
+    return label
+
+
+def run_table(result: RunResult) -> str:
+    """Languages as rows, tasks as columns: accuracy % (n); last rows: unweighted mean and its 95% CI."""
+    tasks = list(result.tasks)
+    languages: list[str] = []
+    for t in tasks:
+        for lang in result.tasks[t].languages:
+            if lang not in languages:
+                languages.append(lang)
+    rows = []
+    for lang in languages:
+        row = [lang]
+        for t in tasks:
+            lr = result.tasks[t].languages.get(lang)
+            row.append(f"{pct(lr.accuracy)} ({lr.n})" if lr else "")
+        rows.append(row)
+    rows.append(["**mean**"] + [f"**{pct(result.tasks[t].mean_accuracy)}** ({result.tasks[t].n_languages} langs)"
+                                for t in tasks])
+    rows.append(["95% CI"] + [ci(result.tasks[t].mean_ci95_low, result.tasks[t].mean_ci95_high) for t in tasks])
+    return markdown_table(["lang", *tasks], rows)
+
+
+def comparison_table(results: Sequence[RunResult]) -> str:
+    """Runs as rows, tasks as columns: unweighted mean accuracy over languages with its 95% CI."""
+    tasks: list[str] = []
+    for r in results:
+        for t in r.tasks:
+            if t not in tasks:
+                tasks.append(t)
+    rows = []
+    for r in results:
+        row = [model_label(r), r.model.get("dtype", ""), r.run_id]
+        for t in tasks:
+            tr = r.tasks.get(t)
+            row.append(f"{pct(tr.mean_accuracy)} {ci(tr.mean_ci95_low, tr.mean_ci95_high)} "
+                       f"({tr.n_languages}×{_per_lang(tr.n_examples, tr.n_languages)})" if tr else "")
+        rows.append(row)
+    return markdown_table(["model", "dtype", "run", *tasks], rows, align="lll" + "r" * len(tasks))
+
+
+def _per_lang(n_examples: int, n_languages: int) -> str:
+    return str(round(n_examples / n_languages)) if n_languages else "0"
+
+
+def per_language_table(results: Sequence[RunResult], task: str) -> str:
+    runs = [r for r in results if task in r.tasks]
+    languages: list[str] = []
+    for r in runs:
+        for lang in r.tasks[task].languages:
+            if lang not in languages:
+                languages.append(lang)
+    rows = []
+    for lang in languages:
+        row = [lang]
+        for r in runs:
+            lr = r.tasks[task].languages.get(lang)
+            row.append(f"{pct(lr.accuracy)} ({lr.n})" if lr else "")
+        rows.append(row)
+    return markdown_table(["lang", *[model_label(r) for r in runs]], rows)
+
+
+def comparison_report(results: Sequence[RunResult], title: str = "statement-bench report") -> str:
+    parts = [f"# {title}", "", "Accuracy (%), unweighted mean over languages, 95% CI, (languages × examples "
+             "per language).", "", comparison_table(results), ""]
+    tasks: list[str] = []
+    for r in results:
+        tasks.extend(t for t in r.tasks if t not in tasks)
+    for t in tasks:
+        parts += [f"## {t}", "", per_language_table(results, t), ""]
+    notes = sorted({n for r in results for n in r.model.get("notes", [])})
+    if notes:
+        parts += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    return "\n".join(parts)

@@ -1,0 +1,1 @@
+"""Result files: schema-versioned run JSON, per-sample JSONL, and the metrics behind them."""

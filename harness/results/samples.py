@@ -1,0 +1,84 @@
+"""Per-sample JSONL store: appended and fsynced as samples are scored, so a crash loses nothing finished."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from harness.core import Sample
+from harness.errors import DataError
+
+SAMPLE_FIELDS = ("example_id", "task", "language", "split", "index", "template_id", "requests", "scores",
+                 "prediction", "gold", "correct", "truncated", "extra")
+
+
+def sample_to_dict(sample: Sample) -> dict[str, Any]:
+    return {"example_id": sample.example_id, "task": sample.task, "language": sample.language,
+            "split": sample.split, "index": sample.index, "template_id": sample.template_id,
+            "requests": list(sample.requests), "scores": list(sample.scores), "prediction": sample.prediction,
+            "gold": sample.gold, "correct": sample.correct, "truncated": sample.truncated,
+            "extra": dict(sample.extra)}
+
+
+def sample_from_dict(d: dict[str, Any]) -> Sample:
+    return Sample(example_id=d["example_id"], task=d["task"], language=d["language"], split=d["split"],
+                  index=int(d["index"]), template_id=d["template_id"], requests=tuple(d["requests"]),
+                  scores=tuple(float(s) for s in d["scores"]), prediction=int(d["prediction"]),
+                  gold=int(d["gold"]), truncated=int(d.get("truncated", 0)), extra=d.get("extra", {}))
+
+
+class SampleStore:
+    """Append-only JSONL keyed by example id. A torn last line (kill -9 mid-write) is cut off on open."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.samples: dict[str, Sample] = {}
+        self.recovered_bytes = 0
+        if path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        data = self.path.read_bytes()
+        good_end = 0
+        pos = 0
+        for number, line in enumerate(data.split(b"\n"), start=1):
+            end = pos + len(line) + 1
+            if end > len(data):  # last piece without a newline: an unfinished write
+                break
+            if line.strip():
+                try:
+                    sample = sample_from_dict(json.loads(line))
+                except (ValueError, KeyError, TypeError) as err:
+                    raise DataError(f"{self.path}: line {number} is not a valid sample ({err}); "
+                                    "delete the file to start this run again") from err
+                self.samples[sample.example_id] = sample
+            good_end = end
+            pos = end
+        if good_end < len(data):
+            self.recovered_bytes = len(data) - good_end
+            with self.path.open("r+b") as fh:
+                fh.truncate(good_end)
+
+    def __contains__(self, example_id: str) -> bool:
+        return example_id in self.samples
+
+    def append(self, samples: Iterable[Sample]) -> None:
+        batch = list(samples)
+        if not batch:
+            return
+        lines = []
+        for s in batch:
+            if any(not math.isfinite(v) for v in s.scores):
+                raise DataError(f"refusing to write non-finite scores for {s.example_id}")
+            lines.append(json.dumps(sample_to_dict(s), ensure_ascii=False))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        for s in batch:
+            self.samples[s.example_id] = s

@@ -1,0 +1,287 @@
+"""`bench run`: plan (validate everything), score what is missing, write samples as they come, then results.
+
+Data flows one way: task -> examples -> requests -> backend scores -> samples -> metrics -> result file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from harness.backends import registry
+from harness.backends.base import Backend, BackendConfig
+from harness.core import Example, Request, Sample, StatementRequest
+from harness.errors import ScoreError, UsageError
+from harness.results.metrics import accuracy, mean_over_languages
+from harness.results.samples import SampleStore
+from harness.results.schema import (
+    RESULT_FILE,
+    SAMPLES_FILE,
+    SCHEMA_VERSION,
+    LanguageResult,
+    RunResult,
+    TaskResult,
+    write_result,
+)
+from harness.statement.templates import TemplateSet, parse_template_file, template_path
+from harness.statement.verbalizer import StatementRequestBuilder
+from harness.tasks.adapters import TASK_FIELDS, AdapterOptions, check_options
+from harness.tasks.examples import ExampleSet, load_examples
+from harness.tasks.specs import TASKS, get_task
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    backend: str = "encoder"
+    model: str | None = None
+    adapter: str | None = None
+    tasks: tuple[str, ...] = ("xcopa",)
+    languages: tuple[str, ...] | None = None  # None = every language of each task
+    split: str | None = None  # None = each task's default eval split
+    limit: int | None = None  # first N examples per language
+    batch_size: int = 32
+    seed: int = 0  # template draws (and a fresh head's init)
+    dtype: str = "auto"
+    device: str = "auto"
+    threads: int | None = None
+    max_length: int | None = None
+    data_source: str = "packaged"
+    hub_dir: str | None = None
+    xcopa_question: str = "upstream"
+    templates_dir: str | None = None
+    output_dir: str = "results"
+
+
+@dataclass
+class RunPlan:
+    config: RunConfig
+    example_sets: list[ExampleSet]
+    templates: dict[str, TemplateSet]
+    options: AdapterOptions = field(default_factory=AdapterOptions)
+
+
+def _languages_for(task: str, wanted: tuple[str, ...] | None) -> list[str]:
+    spec = get_task(task)
+    if wanted is None:
+        return list(spec.languages)
+    return [lang for lang in wanted if lang in spec.languages]
+
+
+def plan_run(config: RunConfig) -> RunPlan:
+    """Validate every input and load all data before anything is written or any model is loaded."""
+    if not config.tasks:
+        raise UsageError("--tasks: give at least one task")
+    if config.limit is not None and config.limit < 1:
+        raise UsageError(f"--limit {config.limit}: must be a positive number of examples per language")
+    if config.batch_size < 1:
+        raise UsageError(f"--batch-size {config.batch_size}: must be at least 1")
+    for task in config.tasks:
+        get_task(task)
+    if config.languages is not None:
+        known = {lang for task in config.tasks for lang in TASKS[task].languages}
+        unknown = [lang for lang in config.languages if lang not in known]
+        if unknown:
+            raise UsageError(f"--langs: {', '.join(unknown)} not in task(s) {', '.join(config.tasks)} "
+                             f"(languages: {' '.join(sorted(known))})")
+    options = AdapterOptions(xcopa_question=config.xcopa_question)
+    check_options(options)
+    templates = {
+        task: parse_template_file(template_path(task, config.templates_dir), task, TASK_FIELDS[task],
+                                  TASKS[task].n_candidates)
+        for task in config.tasks
+    }
+    example_sets = []
+    for task in config.tasks:
+        for lang in _languages_for(task, config.languages):
+            example_sets.append(load_examples(task, lang, config.split, limit=config.limit,
+                                              source=config.data_source, hub_dir=config.hub_dir,
+                                              options=options))
+    return RunPlan(config, example_sets, templates, options)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(text.rstrip("/")).name or text).strip("-")[:48] or "model"
+
+
+def run_identity(plan: RunPlan, model: dict[str, Any]) -> dict[str, Any]:
+    """Everything that changes the scores; equal identity = same run directory = resumable."""
+    cfg = plan.config
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "backend": model["backend"], "model": model["model"], "revision": model["revision"],
+        "adapter": model["adapter"], "dtype": model["dtype"], "max_length": model["max_length"],
+        "seed": cfg.seed, "limit": cfg.limit, "xcopa_question": cfg.xcopa_question,
+        "templates": {t: ts.sha256 for t, ts in sorted(plan.templates.items())},
+        "data": [[es.task, es.language, es.split, es.rowset.source, es.rowset.sha256 or es.rowset.location]
+                 for es in plan.example_sets],
+    }
+
+
+def run_id_for(identity: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{identity['backend']}-{_slug(identity['model'])}-{digest}"
+
+
+def _check_scores(requests: Sequence[Request], values: Sequence[float], backend: Backend) -> None:
+    if len(values) != len(requests):
+        raise ScoreError(f"backend {backend.name!r} returned {len(values)} scores for {len(requests)} requests")
+    bad = [r for r, v in zip(requests, values, strict=True) if not math.isfinite(v)]
+    if bad:
+        raise ScoreError(f"backend {backend.name!r} returned NaN/inf for {len(bad)} request(s), "
+                         f"first in {bad[0].example_id}; nothing from this batch was written")
+
+
+def _request_text(request: Request) -> str:
+    if isinstance(request, StatementRequest):
+        return request.text
+    return f"{request.context}{request.continuation}"
+
+
+def _argmax(values: Sequence[float]) -> int:
+    best = 0
+    for i, v in enumerate(values):
+        if v > values[best]:
+            best = i
+    return best
+
+
+def score_examples(examples: Sequence[Example], builder: StatementRequestBuilder, backend: Backend,
+                   store: SampleStore, chunk_requests: int, progress: Callable[[int], object]) -> int:
+    """Score in chunks; each finished chunk is appended (fsynced) before the next starts."""
+    scored = 0
+    i = 0
+    while i < len(examples):
+        chunk: list[tuple[Example, str, list[Request]]] = []
+        n_requests = 0
+        while i < len(examples) and (not chunk or n_requests < chunk_requests):
+            template_id, requests = builder.build(examples[i])
+            if not requests:
+                raise UsageError(f"{examples[i].example_id}: no requests were built (empty candidate list)")
+            chunk.append((examples[i], template_id, list(requests)))
+            n_requests += len(requests)
+            i += 1
+        flat: list[Request] = [r for _, _, reqs in chunk for r in reqs]
+        scores = backend.score(flat)
+        values = [s.value for s in scores]
+        _check_scores(flat, values, backend)
+        samples = []
+        pos = 0
+        for example, template_id, reqs in chunk:
+            these = scores[pos:pos + len(reqs)]
+            pos += len(reqs)
+            vals = tuple(s.value for s in these)
+            samples.append(Sample(
+                example_id=example.example_id, task=example.task, language=example.language,
+                split=example.split, index=example.index, template_id=template_id,
+                requests=tuple(_request_text(r) for r in reqs),
+                scores=vals, prediction=_argmax(vals), gold=example.gold,
+                truncated=sum(1 for s in these if s.truncated)))
+        store.append(samples)
+        scored += len(samples)
+        progress(len(samples))
+    return scored
+
+
+def _task_results(plan: RunPlan, store: SampleStore) -> dict[str, TaskResult]:
+    results: dict[str, TaskResult] = {}
+    for task in plan.config.tasks:
+        langs: dict[str, LanguageResult] = {}
+        accs = []
+        split = TASKS[task].default_split
+        for es in (e for e in plan.example_sets if e.task == task):
+            split = es.split
+            samples = [store.samples[ex.example_id] for ex in es.examples]
+            acc = accuracy([s.correct for s in samples])
+            accs.append(acc)
+            langs[es.language] = LanguageResult(
+                language=es.language, n=acc.n, n_rows=es.n_rows, accuracy=acc.accuracy, stderr=acc.stderr,
+                ci95_low=acc.ci95_low, ci95_high=acc.ci95_high, truncated=sum(s.truncated for s in samples),
+                data_source=es.rowset.source, data_location=es.rowset.location, data_sha256=es.rowset.sha256,
+                data_derived=es.rowset.derived)
+        mean = mean_over_languages(accs)
+        tset = plan.templates[task]
+        results[task] = TaskResult(
+            task=task, split=split, metric="acc", languages=langs, mean_accuracy=mean.accuracy,
+            mean_stderr=mean.stderr, mean_ci95_low=mean.ci95_low, mean_ci95_high=mean.ci95_high,
+            n_languages=mean.n_languages, n_examples=mean.n_examples,
+            templates={"path": tset.path, "version": tset.version, "sha256": tset.sha256,
+                       "ids": [t.id for t in tset.templates]})
+    return results
+
+
+@dataclass
+class RunOutcome:
+    result: RunResult
+    result_path: Path
+    samples_path: Path
+    scored_now: int
+    resumed: int
+
+
+def execute(plan: RunPlan, backend: Backend | None = None, *, show_progress: bool = True,
+            environment: Callable[[], dict[str, Any]] | None = None,
+            chunk_requests: int | None = None) -> RunOutcome:
+    """Create the backend (unless given), score missing samples, and write the result file."""
+    cfg = plan.config
+    started = time.perf_counter()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    if backend is None:
+        backend = registry.create(cfg.backend, BackendConfig(
+            model=cfg.model, adapter=cfg.adapter, dtype=cfg.dtype, device=cfg.device,
+            batch_size=cfg.batch_size, seed=cfg.seed, threads=cfg.threads, max_length=cfg.max_length))
+    if backend.request_kind != "statement":
+        raise UsageError(f"backend {backend.name!r} needs {backend.request_kind!r} requests, "
+                         "which no task builds yet")
+    load_seconds = time.perf_counter() - started
+    model = asdict(backend.info())
+    identity = run_identity(plan, model)
+    run_id = run_id_for(identity)
+    run_dir = Path(cfg.output_dir) / run_id
+    samples_path = run_dir / SAMPLES_FILE
+    store = SampleStore(samples_path)
+    planned = [ex for es in plan.example_sets for ex in es.examples]
+    resumed = sum(1 for ex in planned if ex.example_id in store)
+    builder = StatementRequestBuilder(plan.templates, cfg.seed)
+    chunk_requests = chunk_requests or max(cfg.batch_size * 8, 256)
+    scoring_started = time.perf_counter()
+    scored_now = 0
+    with tqdm(total=len(planned), initial=resumed, desc=run_id, unit="ex", disable=not show_progress,
+              leave=False) as bar:
+        for es in plan.example_sets:
+            pending = [ex for ex in es.examples if ex.example_id not in store]
+            if not pending:
+                continue
+            bar.set_postfix_str(f"{es.task}/{es.language}")
+            scored_now += score_examples(pending, builder, backend, store, chunk_requests, bar.update)
+    scoring_seconds = time.perf_counter() - scoring_started
+    env = environment() if environment is not None else _environment()
+    result = RunResult(
+        schema_version=SCHEMA_VERSION, run_id=run_id,
+        config={**asdict(cfg), "tasks": list(cfg.tasks),
+                "languages": list(cfg.languages) if cfg.languages else None,
+                "identity": identity},
+        model=model, environment=env, tasks=_task_results(plan, store), samples_file=SAMPLES_FILE,
+        timing={"started_at": started_at, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "wall_seconds": round(time.perf_counter() - started, 3),
+                "model_load_seconds": round(load_seconds, 3), "scoring_seconds": round(scoring_seconds, 3),
+                "examples_scored_now": scored_now, "examples_resumed": resumed,
+                "examples_per_second": round(scored_now / scoring_seconds, 3) if scoring_seconds > 0 else None})
+    result_path = run_dir / RESULT_FILE
+    write_result(result_path, result)
+    return RunOutcome(result, result_path, samples_path, scored_now, resumed)
+
+
+def _environment() -> dict[str, Any]:
+    from harness.device import environment
+
+    return environment()

@@ -1,0 +1,1 @@
+"""Statement verbalization: templates as data, one seeded template draw per example."""
