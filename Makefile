@@ -20,7 +20,6 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/bench run --backend encoder --tasks all --langs all --limit 100 --output results/demo
 	$(BIN)/bench report results/demo --out reports/demo.md --title "statement-bench demo" > /dev/null
-	@echo "report: reports/demo.md"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --durations=15 tests

@@ -74,13 +74,9 @@ def comparison_table(results: Sequence[RunResult]) -> str:
         for t in tasks:
             tr = r.tasks.get(t)
             row.append(f"{pct(tr.mean_accuracy)} {ci(tr.mean_ci95_low, tr.mean_ci95_high)} "
-                       f"({tr.n_languages}×{_per_lang(tr.n_examples, tr.n_languages)})" if tr else "")
+                       f"({tr.n_languages} langs, n={tr.n_examples})" if tr else "")
         rows.append(row)
     return markdown_table(["model", "dtype", "run", *tasks], rows, align="lll" + "r" * len(tasks))
-
-
-def _per_lang(n_examples: int, n_languages: int) -> str:
-    return str(round(n_examples / n_languages)) if n_languages else "0"
 
 
 def per_language_table(results: Sequence[RunResult], task: str) -> str:
@@ -101,8 +97,8 @@ def per_language_table(results: Sequence[RunResult], task: str) -> str:
 
 
 def comparison_report(results: Sequence[RunResult], title: str = "statement-bench report") -> str:
-    parts = [f"# {title}", "", "Accuracy (%), unweighted mean over languages, 95% CI, (languages × examples "
-             "per language).", "", comparison_table(results), ""]
+    parts = [f"# {title}", "", "Accuracy (%): unweighted mean over languages [95% CI] (languages, examples).",
+             "", comparison_table(results), ""]
     tasks: list[str] = []
     for r in results:
         tasks.extend(t for t in r.tasks if t not in tasks)
