@@ -66,6 +66,16 @@ def main() -> None:
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's).")
 @click.option("--max-length", type=int, default=None, help="Override the model's input token limit.")
+@click.option("--prompt", type=click.Choice(["default", "lm-eval", "statements"]), default="default",
+              show_default=True, help="Causal LMs: lm-eval 0.4.13 log-likelihood prompts (default), or judge the "
+              "encoder's statements ('{statement}\\nTrue or False? Answer:').")
+@click.option("--chat-template/--no-chat-template", default=False, show_default=True,
+              help="Wrap causal-LM contexts in the tokenizer's chat template (recorded).")
+@click.option("--add-bos/--no-add-bos", default=None, help="Force BOS on/off (default: the tokenizer's).")
+@click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model directory / hub.")
+@click.option("--tensor-parallel-size", type=int, default=None, help="vLLM: GPUs per model replica (tensor).")
+@click.option("--pipeline-parallel-size", type=int, default=None, help="vLLM: pipeline stages (Ray across nodes).")
+@click.option("--prefix-caching/--no-prefix-caching", default=None, help="vLLM: automatic prefix caching.")
 @click.option("--data-source", type=click.Choice(["packaged", "hub"]), default="packaged", show_default=True,
               help="Packaged copies, or `datasets.load_dataset` from the Hub ids.")
 @click.option("--hub-dir", default=None, help="Local mirror of Hub datasets, laid out by repo id.")
@@ -77,7 +87,9 @@ def main() -> None:
 @one_line_errors
 def run_cmd(backend: str, model: str | None, adapter: str | None, tasks: str, langs: str, split: str | None,
             limit: int | None, batch_size: int, seed: int, dtype: str, device: str, threads: int | None,
-            max_length: int | None, data_source: str, hub_dir: str | None, xcopa_question: str,
+            max_length: int | None, prompt: str, chat_template: bool, add_bos: bool | None,
+            trust_remote_code: bool, tensor_parallel_size: int | None, pipeline_parallel_size: int | None,
+            prefix_caching: bool | None, data_source: str, hub_dir: str | None, xcopa_question: str,
             templates_dir: str | None, output: str, quiet: bool) -> None:
     """Evaluate a model zero-shot on the eval tasks; resumable (re-run the same command)."""
     from harness.reports.tables import run_table
@@ -87,7 +99,12 @@ def run_cmd(backend: str, model: str | None, adapter: str | None, tasks: str, la
     config = RunConfig(
         backend=backend, model=model, adapter=adapter, tasks=_csv(tasks) or tuple(TASKS),
         languages=_csv(langs), split=split, limit=limit, batch_size=batch_size, seed=seed, dtype=dtype,
-        device=device, threads=threads, max_length=max_length, data_source=data_source, hub_dir=hub_dir,
+        device=device, threads=threads, max_length=max_length, prompt=prompt, chat_template=chat_template,
+        add_bos=add_bos, trust_remote_code=trust_remote_code,
+        backend_options=tuple((k, v) for k, v in (("tensor_parallel_size", tensor_parallel_size),
+                                                  ("pipeline_parallel_size", pipeline_parallel_size),
+                                                  ("enable_prefix_caching", prefix_caching)) if v is not None),
+        data_source=data_source, hub_dir=hub_dir,
         xcopa_question=xcopa_question, templates_dir=templates_dir, output_dir=output)
     plan = plan_run(config)
     try:
@@ -97,8 +114,9 @@ def run_cmd(backend: str, model: str | None, adapter: str | None, tasks: str, la
                       "to resume", 130) from None
     r = outcome.result
     m = r.model
-    click.echo(f"\n{r.run_id}: {m['backend']} {m['model']} | dtype {m['dtype']} | device {m['device']} | "
-               f"threads {m['threads']} | batch {config.batch_size} | seed {config.seed}")
+    prompt_used = next(iter(r.tasks.values())).prompt if r.tasks else "?"
+    click.echo(f"\n{r.run_id}: {m['backend']} {m['model']} | prompt {prompt_used} | dtype {m['dtype']} | "
+               f"device {m['device']} | threads {m['threads']} | batch {config.batch_size} | seed {config.seed}")
     click.echo(run_table(r))
     for note in m.get("notes") or []:
         click.echo(f"note: {note}")

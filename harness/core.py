@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 RequestKind = Literal["statement", "loglikelihood"]
 
@@ -38,16 +38,38 @@ class StatementRequest:
 
 @dataclass(frozen=True)
 class LoglikelihoodRequest:
-    """Score log P(continuation | context) (lm-evaluation-harness `loglikelihood`)."""
+    """Score log P(continuation | context) (lm-evaluation-harness `loglikelihood`).
+
+    `choice` is the text lm-eval normalises by for `acc_norm` (its doc_to_choice string for this candidate).
+    """
 
     example_id: str
     candidate: int
     context: str
     continuation: str
+    choice: str = ""
     kind: RequestKind = "loglikelihood"
 
 
 Request = StatementRequest | LoglikelihoodRequest
+
+# How a request is kept in a sample: the statement text, or (context, continuation).
+RequestRecord = str | tuple[str, str]
+
+
+def request_record(request: Request) -> RequestRecord:
+    if isinstance(request, StatementRequest):
+        return request.text
+    return (request.context, request.continuation)
+
+
+class RequestBuilder(Protocol):
+    """task -> example -> requests. `version` names the prompt format and is part of the run identity."""
+
+    kind: RequestKind
+    version: str
+
+    def build(self, example: Example) -> tuple[str | None, list[Request]]: ...
 
 
 @dataclass(frozen=True)
@@ -56,7 +78,8 @@ class Score:
 
     value: float
     truncated: bool = False  # input was longer than the model's limit and was cut
-    n_tokens: int | None = None
+    n_tokens: int | None = None  # statement tokens (encoder) or continuation tokens (causal LM)
+    greedy: bool | None = None  # causal LM: the continuation is the greedy decode (lm-eval's is_greedy)
 
 
 @dataclass(frozen=True)
@@ -69,13 +92,18 @@ class Sample:
     split: str
     index: int
     template_id: str | None
-    requests: tuple[str, ...]  # statement text per candidate (or context||continuation)
+    requests: tuple[RequestRecord, ...]  # per candidate: statement text, or (context, continuation)
     scores: tuple[float, ...]
     prediction: int
     gold: int
     truncated: int = 0
+    prediction_norm: int | None = None  # lm-eval acc_norm: argmax of loglik / len(choice); causal LMs only
     extra: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def correct(self) -> bool:
         return self.prediction == self.gold
+
+    @property
+    def correct_norm(self) -> bool | None:
+        return None if self.prediction_norm is None else self.prediction_norm == self.gold

@@ -19,8 +19,15 @@ from typing import Any
 from tqdm import tqdm
 
 from harness.backends import registry
-from harness.backends.base import Backend, BackendConfig
-from harness.core import Example, Request, Sample, StatementRequest
+from harness.backends.base import Backend, BackendConfig, SampleEvaluator
+from harness.core import (
+    Example,
+    LoglikelihoodRequest,
+    Request,
+    RequestBuilder,
+    Sample,
+    request_record,
+)
 from harness.errors import ScoreError, UsageError
 from harness.results.metrics import accuracy, mean_over_languages
 from harness.results.samples import SampleStore
@@ -55,6 +62,11 @@ class RunConfig:
     device: str = "auto"
     threads: int | None = None
     max_length: int | None = None
+    prompt: str = "default"  # causal LMs: default/lm-eval (log-likelihood) or statements (judge mode)
+    chat_template: bool = False
+    add_bos: bool | None = None
+    trust_remote_code: bool = False
+    backend_options: tuple[tuple[str, Any], ...] = ()  # backend-specific, e.g. (("tensor_parallel_size", 8),)
     data_source: str = "packaged"
     hub_dir: str | None = None
     xcopa_question: str = "upstream"
@@ -113,7 +125,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(text.rstrip("/")).name or text).strip("-")[:48] or "model"
 
 
-def run_identity(plan: RunPlan, model: dict[str, Any]) -> dict[str, Any]:
+def run_identity(plan: RunPlan, model: dict[str, Any], prompt: str) -> dict[str, Any]:
     """Everything that changes the scores; equal identity = same run directory = resumable."""
     cfg = plan.config
     return {
@@ -121,6 +133,7 @@ def run_identity(plan: RunPlan, model: dict[str, Any]) -> dict[str, Any]:
         "backend": model["backend"], "model": model["model"], "revision": model["revision"],
         "adapter": model["adapter"], "dtype": model["dtype"], "max_length": model["max_length"],
         "seed": cfg.seed, "limit": cfg.limit, "xcopa_question": cfg.xcopa_question,
+        "prompt": prompt, "chat_template": cfg.chat_template, "add_bos": cfg.add_bos,
         "templates": {t: ts.sha256 for t, ts in sorted(plan.templates.items())},
         "data": [[es.task, es.language, es.split, es.rowset.source, es.rowset.sha256 or es.rowset.location]
                  for es in plan.example_sets],
@@ -141,12 +154,6 @@ def _check_scores(requests: Sequence[Request], values: Sequence[float], backend:
                          f"first in {bad[0].example_id}; nothing from this batch was written")
 
 
-def _request_text(request: Request) -> str:
-    if isinstance(request, StatementRequest):
-        return request.text
-    return f"{request.context}{request.continuation}"
-
-
 def _argmax(values: Sequence[float]) -> int:
     best = 0
     for i, v in enumerate(values):
@@ -155,13 +162,21 @@ def _argmax(values: Sequence[float]) -> int:
     return best
 
 
-def score_examples(examples: Sequence[Example], builder: StatementRequestBuilder, backend: Backend,
+def _norm_prediction(requests: Sequence[Request], values: Sequence[float]) -> int | None:
+    """lm-eval's acc_norm: argmax of log-likelihood / len(choice) (characters)."""
+    if not requests or not all(isinstance(r, LoglikelihoodRequest) for r in requests):
+        return None
+    lengths = [len(r.choice or r.continuation) if isinstance(r, LoglikelihoodRequest) else 1 for r in requests]
+    return _argmax([v / max(n, 1) for v, n in zip(values, lengths, strict=True)])
+
+
+def score_examples(examples: Sequence[Example], builder: RequestBuilder, backend: Backend,
                    store: SampleStore, chunk_requests: int, progress: Callable[[int], object]) -> int:
     """Score in chunks; each finished chunk is appended (fsynced) before the next starts."""
     scored = 0
     i = 0
     while i < len(examples):
-        chunk: list[tuple[Example, str, list[Request]]] = []
+        chunk: list[tuple[Example, str | None, list[Request]]] = []
         n_requests = 0
         while i < len(examples) and (not chunk or n_requests < chunk_requests):
             template_id, requests = builder.build(examples[i])
@@ -180,43 +195,89 @@ def score_examples(examples: Sequence[Example], builder: StatementRequestBuilder
             these = scores[pos:pos + len(reqs)]
             pos += len(reqs)
             vals = tuple(s.value for s in these)
+            greedy = [s.greedy for s in these]
             samples.append(Sample(
                 example_id=example.example_id, task=example.task, language=example.language,
                 split=example.split, index=example.index, template_id=template_id,
-                requests=tuple(_request_text(r) for r in reqs),
+                requests=tuple(request_record(r) for r in reqs),
                 scores=vals, prediction=_argmax(vals), gold=example.gold,
-                truncated=sum(1 for s in these if s.truncated)))
+                truncated=sum(1 for s in these if s.truncated), prediction_norm=_norm_prediction(reqs, vals),
+                extra={"greedy": greedy} if any(g is not None for g in greedy) else {}))
         store.append(samples)
         scored += len(samples)
         progress(len(samples))
     return scored
 
 
-def _task_results(plan: RunPlan, store: SampleStore) -> dict[str, TaskResult]:
+def evaluate_example_sets(pending: Sequence[ExampleSet], evaluator: SampleEvaluator, store: SampleStore,
+                          progress: Callable[[int], object]) -> int:
+    """Backends that run a whole evaluation themselves (the lm-eval bridge) return finished Samples."""
+    scored = 0
+    for es in pending:
+        samples = [s for s in evaluator.evaluate([es]) if s.example_id not in store]
+        for s in samples:
+            if any(not math.isfinite(v) for v in s.scores):
+                raise ScoreError(f"backend {evaluator.name!r} returned NaN/inf for {s.example_id}")
+        store.append(samples)
+        scored += len(samples)
+        progress(len(samples))
+    return scored
+
+
+def _task_results(plan: RunPlan, store: SampleStore, prompt: str) -> dict[str, TaskResult]:
     results: dict[str, TaskResult] = {}
     for task in plan.config.tasks:
         langs: dict[str, LanguageResult] = {}
-        accs = []
+        accs, norms = [], []
         split = TASKS[task].default_split
         for es in (e for e in plan.example_sets if e.task == task):
             split = es.split
             samples = [store.samples[ex.example_id] for ex in es.examples]
             acc = accuracy([s.correct for s in samples])
             accs.append(acc)
+            norm_flags = [s.correct_norm for s in samples]
+            norm = accuracy([bool(f) for f in norm_flags]) if norm_flags and None not in norm_flags else None
+            if norm is not None:
+                norms.append(norm)
             langs[es.language] = LanguageResult(
                 language=es.language, n=acc.n, n_rows=es.n_rows, accuracy=acc.accuracy, stderr=acc.stderr,
                 ci95_low=acc.ci95_low, ci95_high=acc.ci95_high, truncated=sum(s.truncated for s in samples),
                 data_source=es.rowset.source, data_location=es.rowset.location, data_sha256=es.rowset.sha256,
-                data_derived=es.rowset.derived)
+                data_derived=es.rowset.derived, acc_norm=norm.accuracy if norm else None,
+                acc_norm_stderr=norm.stderr if norm else None)
         mean = mean_over_languages(accs)
+        mean_norm = mean_over_languages(norms) if norms and len(norms) == len(accs) else None
         tset = plan.templates[task]
         results[task] = TaskResult(
             task=task, split=split, metric="acc", languages=langs, mean_accuracy=mean.accuracy,
             mean_stderr=mean.stderr, mean_ci95_low=mean.ci95_low, mean_ci95_high=mean.ci95_high,
             n_languages=mean.n_languages, n_examples=mean.n_examples,
             templates={"path": tset.path, "version": tset.version, "sha256": tset.sha256,
-                       "ids": [t.id for t in tset.templates]})
+                       "ids": [t.id for t in tset.templates]} if prompt == "statements" else {},
+            prompt=prompt,
+            mean_acc_norm=mean_norm.accuracy if mean_norm else None,
+            mean_acc_norm_ci95_low=mean_norm.ci95_low if mean_norm else None,
+            mean_acc_norm_ci95_high=mean_norm.ci95_high if mean_norm else None)
     return results
+
+
+def request_builder(plan: RunPlan, backend: Backend) -> RequestBuilder:
+    """Statements for statement scorers (encoders, LLM judge mode); lm-eval prompts for log-likelihood."""
+    if backend.request_kind == "statement":
+        return StatementRequestBuilder(plan.templates, plan.config.seed)
+    if backend.request_kind == "loglikelihood":
+        from harness.prompts.lm_eval_prompts import LMEvalRequestBuilder
+
+        return LMEvalRequestBuilder()
+    raise UsageError(f"backend {backend.name!r} needs {backend.request_kind!r} requests, which no task builds")
+
+
+def create_backend(cfg: RunConfig) -> Backend:
+    return registry.create(cfg.backend, BackendConfig(
+        model=cfg.model, adapter=cfg.adapter, dtype=cfg.dtype, device=cfg.device, batch_size=cfg.batch_size,
+        seed=cfg.seed, threads=cfg.threads, max_length=cfg.max_length, prompt=cfg.prompt,
+        chat_template=cfg.chat_template, add_bos=cfg.add_bos, trust_remote_code=cfg.trust_remote_code,
+        options=dict(cfg.backend_options)))
 
 
 @dataclass
@@ -236,22 +297,19 @@ def execute(plan: RunPlan, backend: Backend | None = None, *, show_progress: boo
     started = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     if backend is None:
-        backend = registry.create(cfg.backend, BackendConfig(
-            model=cfg.model, adapter=cfg.adapter, dtype=cfg.dtype, device=cfg.device,
-            batch_size=cfg.batch_size, seed=cfg.seed, threads=cfg.threads, max_length=cfg.max_length))
-    if backend.request_kind != "statement":
-        raise UsageError(f"backend {backend.name!r} needs {backend.request_kind!r} requests, "
-                         "which no task builds yet")
+        backend = create_backend(cfg)
+    evaluator = backend if isinstance(backend, SampleEvaluator) else None
+    builder = None if evaluator is not None else request_builder(plan, backend)
+    prompt = evaluator.prompt_version if evaluator is not None else builder.version  # type: ignore[union-attr]
     load_seconds = time.perf_counter() - started
     model = asdict(backend.info())
-    identity = run_identity(plan, model)
+    identity = run_identity(plan, model, prompt)
     run_id = run_id_for(identity)
     run_dir = Path(cfg.output_dir) / run_id
     samples_path = run_dir / SAMPLES_FILE
     store = SampleStore(samples_path)
     planned = [ex for es in plan.example_sets for ex in es.examples]
     resumed = sum(1 for ex in planned if ex.example_id in store)
-    builder = StatementRequestBuilder(plan.templates, cfg.seed)
     chunk_requests = chunk_requests or max(cfg.batch_size * 8, 256)
     scoring_started = time.perf_counter()
     scored_now = 0
@@ -262,7 +320,11 @@ def execute(plan: RunPlan, backend: Backend | None = None, *, show_progress: boo
             if not pending:
                 continue
             bar.set_postfix_str(f"{es.task}/{es.language}")
-            scored_now += score_examples(pending, builder, backend, store, chunk_requests, bar.update)
+            if evaluator is not None:
+                scored_now += evaluate_example_sets([es], evaluator, store, bar.update)
+            else:
+                assert builder is not None
+                scored_now += score_examples(pending, builder, backend, store, chunk_requests, bar.update)
     scoring_seconds = time.perf_counter() - scoring_started
     env = environment() if environment is not None else _environment()
     result = RunResult(
@@ -270,7 +332,7 @@ def execute(plan: RunPlan, backend: Backend | None = None, *, show_progress: boo
         config={**asdict(cfg), "tasks": list(cfg.tasks),
                 "languages": list(cfg.languages) if cfg.languages else None,
                 "identity": identity},
-        model=model, environment=env, tasks=_task_results(plan, store), samples_file=SAMPLES_FILE,
+        model=model, environment=env, tasks=_task_results(plan, store, prompt), samples_file=SAMPLES_FILE,
         timing={"started_at": started_at, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "wall_seconds": round(time.perf_counter() - started, 3),
                 "model_load_seconds": round(load_seconds, 3), "scoring_seconds": round(scoring_seconds, 3),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from harness.core import Request, RequestKind, Score
+from harness.core import Request, RequestKind, Sample, Score
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,11 @@ class BackendConfig:
     seed: int = 0
     threads: int | None = None  # torch intra-op threads on CPU; None = torch default
     max_length: int | None = None  # override the model's input limit
+    prompt: str = "default"  # causal LMs: "lm-eval" (default) or "statements" (judge the encoder's statements)
+    chat_template: bool = False  # wrap contexts in the tokenizer's chat template (recorded)
+    add_bos: bool | None = None  # None = the tokenizer's default
+    trust_remote_code: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)  # backend-specific (e.g. vLLM parallelism)
 
 
 @dataclass(frozen=True)
@@ -45,10 +50,28 @@ class Backend(Protocol):
     """Scores requests of one kind. `score` returns exactly one Score per request, in order."""
 
     name: ClassVar[str]
-    request_kind: ClassVar[RequestKind]
+    request_kind: RequestKind  # may depend on the config (a causal LM judging statements takes "statement")
 
     def info(self) -> ModelInfo: ...
 
     def score(self, requests: Sequence[Request]) -> list[Score]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class SampleEvaluator(Protocol):
+    """A backend that runs a whole evaluation itself (the lm-eval bridge) and returns finished Samples.
+
+    The runner still owns the result files: it stores the samples and computes the metrics.
+    """
+
+    name: ClassVar[str]
+    request_kind: RequestKind
+    prompt_version: str  # recorded as the run's prompt format
+
+    def info(self) -> ModelInfo: ...
+
+    def evaluate(self, example_sets: Sequence[Any]) -> list[Sample]: ...
 
     def close(self) -> None: ...

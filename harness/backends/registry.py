@@ -27,6 +27,13 @@ def register(name: str, target: str, description: str, extra: str | None = None)
 
 register("encoder", "harness.backends.encoder:EncoderBackend",
          "statement scorer: sequence classifier, P(True) = softmax(logits)[1]")
+register("hf", "harness.backends.hf_causal:HFCausalBackend",
+         "causal LM (transformers): summed continuation log-likelihood, lm-eval 0.4.13 prompts; "
+         "--prompt statements judges the encoder's statements")
+register("vllm", "harness.backends.vllm_backend:VLLMBackend",
+         "causal LM on vLLM: prompt log-probabilities, tensor/pipeline parallel (GPU)", extra="gpu")
+register("lm-eval", "harness.lmeval.bridge:LMEvalBackend",
+         "runs lm-evaluation-harness 0.4.13 itself on the packaged data (reference numbers)", extra="lmeval")
 register("fake", "harness.backends.fake:FakeBackend", "seeded deterministic scores, for tests")
 
 

@@ -26,6 +26,10 @@ def pct(value: float) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
 
 
+def _opt_pct(value: float | None) -> str:
+    return "" if value is None else pct(value)
+
+
 def ci(low: float, high: float) -> str:
     if not (math.isfinite(low) and math.isfinite(high)):
         return ""
@@ -61,6 +65,8 @@ def run_table(result: RunResult) -> str:
     rows.append(["**mean**"] + [f"**{pct(result.tasks[t].mean_accuracy)}** ({result.tasks[t].n_languages} langs)"
                                 for t in tasks])
     rows.append(["95% CI"] + [ci(result.tasks[t].mean_ci95_low, result.tasks[t].mean_ci95_high) for t in tasks])
+    if any(result.tasks[t].mean_acc_norm is not None for t in tasks):
+        rows.append(["acc_norm"] + [_opt_pct(result.tasks[t].mean_acc_norm) for t in tasks])
     return markdown_table(["lang", *tasks], rows)
 
 
@@ -87,6 +93,13 @@ def per_language_table(results: Sequence[RunResult], task: str) -> str:
 def comparison_report(results: Sequence[RunResult], title: str = "statement-bench report") -> str:
     parts = [f"# {title}", "", "Accuracy (%): unweighted mean over languages [95% CI] (languages, examples).",
              "", comparison_table(results), ""]
+    normed = [r for r in results if any(t.mean_acc_norm is not None for t in r.tasks.values())]
+    if normed:
+        tasks = _union(r.tasks for r in normed)
+        rows = [[model_label(r), *(_opt_pct(r.tasks[t].mean_acc_norm) if t in r.tasks else "" for t in tasks)]
+                for r in normed]
+        parts += ["### acc_norm (causal LMs: log-likelihood / characters, as lm-eval reports it)", "",
+                  markdown_table(["model", *tasks], rows), ""]
     for t in _union(r.tasks for r in results):
         parts += [f"## {t}", "", per_language_table(results, t), ""]
     notes = sorted({n for r in results for n in r.model.get("notes", [])})

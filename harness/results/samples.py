@@ -13,22 +13,26 @@ from harness.core import Sample
 from harness.errors import DataError
 
 SAMPLE_FIELDS = ("example_id", "task", "language", "split", "index", "template_id", "requests", "scores",
-                 "prediction", "gold", "correct", "truncated", "extra")
+                 "prediction", "gold", "correct", "prediction_norm", "truncated", "extra")
 
 
 def sample_to_dict(sample: Sample) -> dict[str, Any]:
     return {"example_id": sample.example_id, "task": sample.task, "language": sample.language,
             "split": sample.split, "index": sample.index, "template_id": sample.template_id,
-            "requests": list(sample.requests), "scores": list(sample.scores), "prediction": sample.prediction,
-            "gold": sample.gold, "correct": sample.correct, "truncated": sample.truncated,
+            "requests": [r if isinstance(r, str) else list(r) for r in sample.requests],
+            "scores": list(sample.scores), "prediction": sample.prediction, "gold": sample.gold,
+            "correct": sample.correct, "prediction_norm": sample.prediction_norm, "truncated": sample.truncated,
             "extra": dict(sample.extra)}
 
 
 def sample_from_dict(d: dict[str, Any]) -> Sample:
     return Sample(example_id=d["example_id"], task=d["task"], language=d["language"], split=d["split"],
-                  index=int(d["index"]), template_id=d["template_id"], requests=tuple(d["requests"]),
+                  index=int(d["index"]), template_id=d["template_id"],
+                  requests=tuple(r if isinstance(r, str) else (str(r[0]), str(r[1])) for r in d["requests"]),
                   scores=tuple(float(s) for s in d["scores"]), prediction=int(d["prediction"]),
-                  gold=int(d["gold"]), truncated=int(d.get("truncated", 0)), extra=d.get("extra", {}))
+                  gold=int(d["gold"]), truncated=int(d.get("truncated", 0)),
+                  prediction_norm=None if d.get("prediction_norm") is None else int(d["prediction_norm"]),
+                  extra=d.get("extra", {}))
 
 
 class SampleStore:

@@ -12,7 +12,7 @@ from typing import Any
 
 from harness.errors import DataError
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: optional acc_norm (causal LMs); readers accept any 1.x
 RESULT_FILE = "result.json"
 SAMPLES_FILE = "samples.jsonl"
 
@@ -31,6 +31,8 @@ class LanguageResult:
     data_location: str
     data_sha256: str | None
     data_derived: bool
+    acc_norm: float | None = None  # lm-eval's length-normalised accuracy (causal LMs)
+    acc_norm_stderr: float | None = None
 
 
 @dataclass
@@ -46,6 +48,10 @@ class TaskResult:
     n_languages: int
     n_examples: int
     templates: dict[str, Any] = field(default_factory=dict)  # path, version, sha256
+    prompt: str = "statements"  # request format: statements (verbalizer templates) or lm-eval-0.4.13
+    mean_acc_norm: float | None = None
+    mean_acc_norm_ci95_low: float | None = None
+    mean_acc_norm_ci95_high: float | None = None
 
 
 @dataclass
@@ -76,6 +82,7 @@ def result_to_dict(result: RunResult) -> dict[str, Any]:
 
 def _none_to_nan(value: Any) -> float:
     return math.nan if value is None else float(value)
+
 
 
 def result_from_dict(d: dict[str, Any], where: str = "result") -> RunResult:

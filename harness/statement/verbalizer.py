@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from harness.core import Example, StatementRequest
+from harness.core import Example, Request, RequestKind, StatementRequest
 from harness.errors import DataError
 from harness.statement.templates import Template, TemplateSet
 
@@ -43,13 +43,15 @@ def verbalize(example: Example, templates: TemplateSet, seed: int) -> Verbalized
 class StatementRequestBuilder:
     """task -> example -> requests for statement scorers (the encoder backend, or an LLM judge later)."""
 
-    kind = "statement"
+    kind: RequestKind = "statement"
+    version = "statements"  # the templates' sha256 is recorded separately, per task
 
     def __init__(self, templates: dict[str, TemplateSet], seed: int) -> None:
         self.templates = templates
         self.seed = seed
 
-    def build(self, example: Example) -> tuple[str, list[StatementRequest]]:
+    def build(self, example: Example) -> tuple[str | None, list[Request]]:
         verbalized = verbalize(example, self.templates[example.task], self.seed)
-        requests = [StatementRequest(example.example_id, i, text) for i, text in enumerate(verbalized.statements)]
+        requests: list[Request] = [StatementRequest(example.example_id, i, text)
+                                   for i, text in enumerate(verbalized.statements)]
         return verbalized.template_id, requests
