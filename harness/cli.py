@@ -160,9 +160,16 @@ def list_models() -> None:
     from harness.models.presets import PRESETS
     from harness.reports.tables import markdown_table
 
-    rows = [[p.name, p.kind, p.hub_id, p.languages, p.package or "hub only", p.license] for p in PRESETS.values()]
-    click.echo(markdown_table(["preset", "kind", "hub id", "languages", "bundled by", "licence"], rows,
-                              align="llllll"))
+    def size(n: int) -> str:
+        return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+
+    rows = [[p.name, p.kind, p.hub_id, size(p.parameters), str(p.layers), str(p.hidden_size), f"{p.vocab_size:,}",
+             f"{p.max_length:,}", p.languages, p.package or "hub only",
+             p.license + ("; gated on the Hub" if p.gated and "gated" not in p.license.lower() else "")]
+            for p in PRESETS.values()]
+    click.echo(markdown_table(["preset", "kind", "hub id", "params", "layers", "hidden", "vocab", "max len",
+                               "languages", "weights from", "licence"], rows, align="lllrrrrrlll"))
+    click.echo("Hub-only presets ship their config.json (harness/models/configs/) for random-weight builds.")
 
 
 @list_group.command("backends")

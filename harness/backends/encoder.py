@@ -25,9 +25,9 @@ from harness.device import cpu_has_fast_bf16, describe_device, dtype_name, resol
 from harness.errors import BenchError, ModelError, ScoreError, UsageError
 from harness.models.presets import (
     DEFAULT_ENCODER,
-    PRESETS,
     ResolvedModel,
     adapter_base_model,
+    describe_presets,
     fingerprint,
     hf_quiet,
     is_adapter_dir,
@@ -146,7 +146,7 @@ class EncoderBackend:
         if base.preset is not None:
             return ModelError(f"preset {base.preset} (hub id {base.path}) could not be loaded "
                               f"from the hub/cache: {reason}")
-        presets = ", ".join(sorted(PRESETS))
+        presets = describe_presets("encoder")
         return ModelError(f"model {base.ref!r} is not a preset ({presets}), not a local directory, "
                           f"and could not be loaded from the hub/cache: {reason}")
 

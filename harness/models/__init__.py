@@ -1,16 +1,20 @@
 """Model presets, reference resolution (preset / local directory / hub id) and weight converters."""
 
 from harness.models.presets import (
+    DEFAULT_CAUSAL,
     DEFAULT_ENCODER,
     PRESETS,
     ModelPreset,
     ResolvedModel,
     cache_root,
+    config_metadata,
     fingerprint,
+    load_shipped_config,
     resolve_model,
+    shipped_config_path,
 )
 
 __all__ = [
-    "DEFAULT_ENCODER", "PRESETS", "ModelPreset", "ResolvedModel",
-    "cache_root", "fingerprint", "resolve_model",
+    "DEFAULT_CAUSAL", "DEFAULT_ENCODER", "PRESETS", "ModelPreset", "ResolvedModel",
+    "cache_root", "config_metadata", "fingerprint", "load_shipped_config", "resolve_model", "shipped_config_path",
 ]
