@@ -253,7 +253,7 @@ def _task_results(plan: RunPlan, store: SampleStore, prompt: str) -> dict[str, T
             mean_stderr=mean.stderr, mean_ci95_low=mean.ci95_low, mean_ci95_high=mean.ci95_high,
             n_languages=mean.n_languages, n_examples=mean.n_examples,
             templates={"path": tset.path, "version": tset.version, "sha256": tset.sha256,
-                       "ids": [t.id for t in tset.templates]} if prompt == "statements" else {},
+                       "ids": [t.id for t in tset.templates]} if prompt.startswith("statements") else {},
             prompt=prompt,
             mean_acc_norm=mean_norm.accuracy if mean_norm else None,
             mean_acc_norm_ci95_low=mean_norm.ci95_low if mean_norm else None,
@@ -300,7 +300,13 @@ def execute(plan: RunPlan, backend: Backend | None = None, *, show_progress: boo
         backend = create_backend(cfg)
     evaluator = backend if isinstance(backend, SampleEvaluator) else None
     builder = None if evaluator is not None else request_builder(plan, backend)
-    prompt = evaluator.prompt_version if evaluator is not None else builder.version  # type: ignore[union-attr]
+    if evaluator is not None:
+        prompt = evaluator.prompt_version
+    else:
+        assert builder is not None
+        # a backend may wrap the built requests in a prompt of its own (an LLM judging statements)
+        backend_prompt = getattr(backend, "prompt_version", None)
+        prompt = f"{builder.version}+{backend_prompt}" if backend_prompt else builder.version
     load_seconds = time.perf_counter() - started
     model = asdict(backend.info())
     identity = run_identity(plan, model, prompt)

@@ -141,3 +141,29 @@ def test_kill_9_then_resume_via_cli(tmp_path: Path):
     assert f"{500 - kept} examples now, {kept} resumed" in done.stdout
     result = read_result(samples[0].parent / "result.json")
     assert result.tasks["xcopa"].languages["et"].n == 500
+
+
+def test_loglikelihood_path_records_requests_and_acc_norm(tmp_path: Path):
+    """A log-likelihood backend gets lm-eval prompts; samples keep (context, continuation); acc_norm as lm-eval."""
+    from harness.prompts.lm_eval_prompts import LMEvalRequestBuilder
+
+    cfg = RunConfig(backend="fake", prompt="lm-eval", tasks=("xcopa", "xwinograd"), languages=("et", "en"),
+                    limit=10, output_dir=str(tmp_path))
+    backend = FakeBackend(BackendConfig(prompt="lm-eval"))
+    outcome = execute(plan_run(cfg), backend, show_progress=False, environment=fixed_env)
+    r = outcome.result
+    assert r.tasks["xcopa"].prompt == LMEvalRequestBuilder.version
+    builder = LMEvalRequestBuilder()
+    rows = [json.loads(x) for x in outcome.samples_path.read_text(encoding="utf-8").splitlines()]
+    for row in rows:
+        es = load_examples(row["task"], row["language"], limit=10)
+        example = es.examples[row["index"]]
+        _, requests = builder.build(example)
+        assert row["requests"] == [[q.context, q.continuation] for q in requests]
+        norm = [s / len(q.choice or q.continuation) for s, q in zip(row["scores"], requests, strict=True)]
+        assert row["prediction_norm"] == norm.index(max(norm))
+        assert row["prediction"] == row["scores"].index(max(row["scores"]))
+    et = r.tasks["xcopa"].languages["et"]
+    expected = sum(row["prediction_norm"] == row["gold"] for row in rows if row["task"] == "xcopa") / 10
+    assert et.acc_norm == pytest.approx(expected)
+    assert r.tasks["xwinograd"].mean_acc_norm is not None

@@ -28,9 +28,11 @@ def _text(request: Request) -> str:
 
 class FakeBackend:
     name: ClassVar[str] = "fake"
-    request_kind: ClassVar[RequestKind] = "statement"
+    request_kind: RequestKind
 
     def __init__(self, config: BackendConfig) -> None:
+        # like a causal LM: --prompt lm-eval makes it take log-likelihood requests (scores then are <= 0)
+        self.request_kind = "loglikelihood" if config.prompt == "lm-eval" else "statement"
         self.model = config.model or "random"
         if self.model not in FAKE_MODELS:
             raise UsageError(f"--model {self.model!r} is not a fake model; choose one of: {', '.join(FAKE_MODELS)}")
@@ -48,7 +50,10 @@ class FakeBackend:
         if self.model == "length":
             return Score(float(len(text)))
         digest = hashlib.sha256(f"{self.seed}\x00{text}".encode()).digest()
-        return Score(int.from_bytes(digest[:8], "big") / 2**64)
+        unit = int.from_bytes(digest[:8], "big") / 2**64
+        if self.request_kind == "loglikelihood":
+            return Score(-20.0 * unit, n_tokens=max(1, len(text) // 4), greedy=unit < 0.1)
+        return Score(unit)
 
     def score(self, requests: Sequence[Request]) -> list[Score]:
         self.calls += 1
