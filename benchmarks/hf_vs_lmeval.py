@@ -41,6 +41,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.core import argmax
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -225,15 +227,11 @@ def _spawn(side: str, args: argparse.Namespace, model_path: str) -> dict[str, An
     return data
 
 
-def _argmax(values: Sequence[float]) -> int:
-    return max(range(len(values)), key=lambda i: (values[i], -i))
-
-
 def compare(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
     a, b = ours["scores"], theirs["scores"]
     common = sorted(set(a) & set(b))
     deltas = [abs(x - y) for k in common for x, y in zip(a[k], b[k], strict=True)]
-    agree = sum(_argmax(a[k]) == _argmax(b[k]) for k in common)
+    agree = sum(argmax(a[k]) == argmax(b[k]) for k in common)
     return {"examples_compared": len(common), "missing": len(set(a) ^ set(b)),
             "max_abs_delta_loglik": max(deltas, default=0.0),
             "prediction_agreement": agree / len(common) if common else 1.0}

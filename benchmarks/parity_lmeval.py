@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.core import argmax
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -122,13 +124,6 @@ def _loglik_requests(builder: Any, example: Any) -> list[Any]:
         raise SystemExit(f"{example.example_id}: LMEvalRequestBuilder built non-loglikelihood requests")
     return out
 
-
-def _argmax(values: Sequence[float]) -> int:
-    best = 0
-    for i, v in enumerate(values):
-        if v > values[best]:
-            best = i
-    return best
 
 
 def select_examples(tasks: Sequence[str], languages: Sequence[str] | None, limit: int, pick: str = "first",
@@ -276,8 +271,8 @@ def run_parity(model: str, tasks: Sequence[str] = ALL_TASKS, languages: Sequence
             row.n += 1
             lm_pairs = [tuple(p) for p in lm_s["pairs"]]
             lm_lls, lm_greedy, choices = lm_s["lls"], lm_s["greedy"], lm_s["choices"]
-            lm_pred = _argmax(lm_lls)
-            lm_pred_norm = _argmax([ll / len(c) for ll, c in zip(lm_lls, choices, strict=True)])
+            lm_pred = argmax(lm_lls)
+            lm_pred_norm = argmax([ll / len(c) for ll, c in zip(lm_lls, choices, strict=True)])
             mism: dict[str, Any] = {}
             if lm_s["gold"] != ex.gold:
                 mism["gold"] = [lm_s["gold"], ex.gold]
@@ -313,8 +308,8 @@ def run_parity(model: str, tasks: Sequence[str] = ALL_TASKS, languages: Sequence
             if delta > tol:
                 mism["loglik"] = {"lmeval": lm_lls, "ours": our_lls, "max_abs_delta": delta}
             our_choices = [r.choice for r in reqs]
-            our_pred = _argmax(our_lls)
-            our_pred_norm = _argmax([ll / len(c) for ll, c in zip(our_lls, our_choices, strict=True)])
+            our_pred = argmax(our_lls)
+            our_pred_norm = argmax([ll / len(c) for ll, c in zip(our_lls, our_choices, strict=True)])
             if our_choices != list(choices):
                 mism["acc_norm_choices"] = {"lmeval": list(choices), "ours": our_choices}
             if our_pred == lm_pred:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -61,6 +61,15 @@ def request_record(request: Request) -> RequestRecord:
     if isinstance(request, StatementRequest):
         return request.text
     return (request.context, request.continuation)
+
+
+def argmax(values: Sequence[float]) -> int:
+    """First index of the maximum (``np.argmax``'s tie rule, which lm-eval's predictions follow)."""
+    best = 0
+    for i, v in enumerate(values):
+        if v > values[best]:
+            best = i
+    return best
 
 
 class RequestBuilder(Protocol):

@@ -31,3 +31,10 @@ class ScoreError(BenchError):
     """A backend returned unusable scores (NaN, wrong count)."""
 
     exit_code = 5
+
+
+def one_line(err: BaseException, limit: int = 240) -> str:
+    """First non-empty line of an exception message, cut to ``limit`` (error messages must be one line)."""
+    text = str(err).strip()
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "") or type(err).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."

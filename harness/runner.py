@@ -26,9 +26,11 @@ from harness.core import (
     Request,
     RequestBuilder,
     Sample,
+    argmax,
     request_record,
 )
 from harness.errors import ScoreError, UsageError
+from harness.results.lock import run_lock
 from harness.results.metrics import accuracy, mean_over_languages
 from harness.results.samples import SampleStore
 from harness.results.schema import (
@@ -154,20 +156,13 @@ def _check_scores(requests: Sequence[Request], values: Sequence[float], backend:
                          f"first in {bad[0].example_id}; nothing from this batch was written")
 
 
-def _argmax(values: Sequence[float]) -> int:
-    best = 0
-    for i, v in enumerate(values):
-        if v > values[best]:
-            best = i
-    return best
-
 
 def _norm_prediction(requests: Sequence[Request], values: Sequence[float]) -> int | None:
     """lm-eval's acc_norm: argmax of log-likelihood / len(choice) (characters)."""
     if not requests or not all(isinstance(r, LoglikelihoodRequest) for r in requests):
         return None
     lengths = [len(r.choice or r.continuation) if isinstance(r, LoglikelihoodRequest) else 1 for r in requests]
-    return _argmax([v / max(n, 1) for v, n in zip(values, lengths, strict=True)])
+    return argmax([v / max(n, 1) for v, n in zip(values, lengths, strict=True)])
 
 
 def score_examples(examples: Sequence[Example], builder: RequestBuilder, backend: Backend,
@@ -200,7 +195,7 @@ def score_examples(examples: Sequence[Example], builder: RequestBuilder, backend
                 example_id=example.example_id, task=example.task, language=example.language,
                 split=example.split, index=example.index, template_id=template_id,
                 requests=tuple(request_record(r) for r in reqs),
-                scores=vals, prediction=_argmax(vals), gold=example.gold,
+                scores=vals, prediction=argmax(vals), gold=example.gold,
                 truncated=sum(1 for s in these if s.truncated), prediction_norm=_norm_prediction(reqs, vals),
                 extra={"greedy": greedy} if any(g is not None for g in greedy) else {}))
         store.append(samples)
@@ -312,41 +307,42 @@ def execute(plan: RunPlan, backend: Backend | None = None, *, show_progress: boo
     identity = run_identity(plan, model, prompt)
     run_id = run_id_for(identity)
     run_dir = Path(cfg.output_dir) / run_id
-    samples_path = run_dir / SAMPLES_FILE
-    store = SampleStore(samples_path)
-    planned = [ex for es in plan.example_sets for ex in es.examples]
-    resumed = sum(1 for ex in planned if ex.example_id in store)
-    chunk_requests = chunk_requests or max(cfg.batch_size * 8, 256)
-    scoring_started = time.perf_counter()
-    scored_now = 0
-    with tqdm(total=len(planned), initial=resumed, desc=run_id, unit="ex", disable=not show_progress,
-              leave=False) as bar:
-        for es in plan.example_sets:
-            pending = [ex for ex in es.examples if ex.example_id not in store]
-            if not pending:
-                continue
-            bar.set_postfix_str(f"{es.task}/{es.language}")
-            if evaluator is not None:
-                scored_now += evaluate_example_sets([es], evaluator, store, bar.update)
-            else:
-                assert builder is not None
-                scored_now += score_examples(pending, builder, backend, store, chunk_requests, bar.update)
-    scoring_seconds = time.perf_counter() - scoring_started
-    env = environment() if environment is not None else _environment()
-    result = RunResult(
-        schema_version=SCHEMA_VERSION, run_id=run_id,
-        config={**asdict(cfg), "tasks": list(cfg.tasks),
-                "languages": list(cfg.languages) if cfg.languages else None,
-                "identity": identity},
-        model=model, environment=env, tasks=_task_results(plan, store, prompt), samples_file=SAMPLES_FILE,
-        timing={"started_at": started_at, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "wall_seconds": round(time.perf_counter() - started, 3),
-                "model_load_seconds": round(load_seconds, 3), "scoring_seconds": round(scoring_seconds, 3),
-                "examples_scored_now": scored_now, "examples_resumed": resumed,
-                "examples_per_second": round(scored_now / scoring_seconds, 3) if scoring_seconds > 0 else None})
-    result_path = run_dir / RESULT_FILE
-    write_result(result_path, result)
-    return RunOutcome(result, result_path, samples_path, scored_now, resumed)
+    with run_lock(run_dir):
+        samples_path = run_dir / SAMPLES_FILE
+        store = SampleStore(samples_path)
+        planned = [ex for es in plan.example_sets for ex in es.examples]
+        resumed = sum(1 for ex in planned if ex.example_id in store)
+        chunk_requests = chunk_requests or max(cfg.batch_size * 8, 256)
+        scoring_started = time.perf_counter()
+        scored_now = 0
+        with tqdm(total=len(planned), initial=resumed, desc=run_id, unit="ex", disable=not show_progress,
+                  leave=False) as bar:
+            for es in plan.example_sets:
+                pending = [ex for ex in es.examples if ex.example_id not in store]
+                if not pending:
+                    continue
+                bar.set_postfix_str(f"{es.task}/{es.language}")
+                if evaluator is not None:
+                    scored_now += evaluate_example_sets([es], evaluator, store, bar.update)
+                else:
+                    assert builder is not None
+                    scored_now += score_examples(pending, builder, backend, store, chunk_requests, bar.update)
+        scoring_seconds = time.perf_counter() - scoring_started
+        env = environment() if environment is not None else _environment()
+        result = RunResult(
+            schema_version=SCHEMA_VERSION, run_id=run_id,
+            config={**asdict(cfg), "tasks": list(cfg.tasks),
+                    "languages": list(cfg.languages) if cfg.languages else None,
+                    "identity": identity},
+            model=model, environment=env, tasks=_task_results(plan, store, prompt), samples_file=SAMPLES_FILE,
+            timing={"started_at": started_at, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "wall_seconds": round(time.perf_counter() - started, 3),
+                    "model_load_seconds": round(load_seconds, 3), "scoring_seconds": round(scoring_seconds, 3),
+                    "examples_scored_now": scored_now, "examples_resumed": resumed,
+                    "examples_per_second": round(scored_now / scoring_seconds, 3) if scoring_seconds > 0 else None})
+        result_path = run_dir / RESULT_FILE
+        write_result(result_path, result)
+        return RunOutcome(result, result_path, samples_path, scored_now, resumed)
 
 
 def _environment() -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -117,6 +118,20 @@ def test_torn_last_line_is_dropped_and_rescored(tmp_path: Path):
     assert comparable(second.result_path) == comparable(first.result_path)
 
 
+def test_duplicate_sample_lines_are_compacted_on_resume(tmp_path: Path):
+    cfg = RunConfig(backend="fake", tasks=("xcopa",), languages=("it",), limit=10, output_dir=str(tmp_path))
+    first = execute(plan_run(cfg), FakeBackend(BackendConfig()), show_progress=False, environment=fixed_env)
+    lines = first.samples_path.read_text(encoding="utf-8").splitlines(keepends=True)
+    first.samples_path.write_text("".join(lines + lines[2:6]), encoding="utf-8")  # as two unlocked writers left it
+    again = FakeBackend(BackendConfig())
+    second = execute(plan_run(cfg), again, show_progress=False, environment=fixed_env)
+    assert again.calls == 0 and (second.resumed, second.scored_now) == (10, 0)
+    assert first.samples_path.read_text(encoding="utf-8").splitlines(keepends=True) == lines
+    assert comparable(second.result_path) == comparable(first.result_path)
+    # the result file gets the same permissions as any file the user creates (not mkstemp's 0600)
+    assert stat.S_IMODE(second.result_path.stat().st_mode) == stat.S_IMODE(second.samples_path.stat().st_mode)
+
+
 def test_kill_9_then_resume_via_cli(tmp_path: Path):
     out = tmp_path / "results"
     cmd = [sys.executable, "-m", "harness.cli", "run", "--backend", "fake", "--model", "slow", "--tasks", "xcopa",
@@ -130,9 +145,15 @@ def test_kill_9_then_resume_via_cli(tmp_path: Path):
         if samples and samples[0].stat().st_size > 0:
             break
         time.sleep(0.05)
+    # a second writer on the same run directory is refused while the first holds it
+    clash = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert samples, "the run never wrote a sample"
+    assert clash.returncode == 2, clash.stderr
+    message = clash.stderr.strip()
+    assert "\n" not in message and f"another bench run (pid {proc.pid}) is writing to" in message
+    assert str(samples[0].parent) in message
     kept = len(samples[0].read_text(encoding="utf-8").splitlines())
     assert 0 < kept < 500
     assert not (samples[0].parent / "result.json").exists()

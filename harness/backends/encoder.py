@@ -11,8 +11,8 @@ on CUDA the weights are loaded in the resolved dtype.
 from __future__ import annotations
 
 import gc
+import json
 import math
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,19 +20,11 @@ from typing import Any, ClassVar
 import torch
 
 from harness.backends.base import BackendConfig, ModelInfo
+from harness.backends.model_loading import load_cache_first, load_peft_adapter, resolve_base_and_adapter
 from harness.core import Request, RequestKind, Score, StatementRequest
 from harness.device import cpu_has_fast_bf16, describe_device, dtype_name, resolve_device, resolve_dtype
-from harness.errors import BenchError, ModelError, ScoreError, UsageError
-from harness.models.presets import (
-    DEFAULT_ENCODER,
-    ResolvedModel,
-    adapter_base_model,
-    describe_presets,
-    fingerprint,
-    hf_quiet,
-    is_adapter_dir,
-    resolve_model,
-)
+from harness.errors import ModelError, ScoreError, UsageError, one_line
+from harness.models.presets import DEFAULT_ENCODER, ResolvedModel, fingerprint
 
 #: Model types whose position ids start at padding_idx + 1, so two positions are unusable.
 _POSITION_OFFSET_TYPES = frozenset({
@@ -42,21 +34,6 @@ _POSITION_OFFSET_TYPES = frozenset({
 _HEAD_KEYS = ("classifier", "score", "pooler", "sequence_summary")
 _SANE_TOKENIZER_LIMIT = 100_000
 _UNTRAINED_HEAD = "classification head newly initialised (untrained): scores are chance-level"
-
-
-def _one_line(err: BaseException, limit: int = 240) -> str:
-    """First non-empty line of an exception message (error messages must be one line)."""
-    text = str(err).strip()
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "") or type(err).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _offline() -> bool:
-    try:
-        from huggingface_hub import constants
-    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
-        return False
-    return bool(constants.is_offline_mode())
 
 
 class EncoderBackend:
@@ -82,7 +59,7 @@ class EncoderBackend:
         self._autocast = self.device.type == "cpu" and self.dtype == torch.bfloat16
         notes: list[str] = []
 
-        base, adapter_dir = self._resolve(config)
+        base, adapter_dir = resolve_base_and_adapter(config.model, config.adapter, DEFAULT_ENCODER)
         self.base = base
         self.adapter_dir = adapter_dir
         notes.extend(base.notes)
@@ -108,48 +85,6 @@ class EncoderBackend:
 
     # -- resolution / loading --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _resolve(config: BackendConfig) -> tuple[ResolvedModel, str | None]:
-        """(base model, adapter directory or None)."""
-        if config.adapter:
-            if not Path(config.adapter).expanduser().is_dir():
-                raise ModelError(f"adapter path {config.adapter} does not exist (or is not a directory)")
-            adapter = resolve_model(config.adapter)
-            if not adapter.is_local or not is_adapter_dir(adapter.path):
-                raise ModelError(f"adapter {config.adapter} is not a peft adapter directory "
-                                 "(no adapter_config.json)")
-            if config.model is None:
-                base = resolve_model(adapter_base_model(adapter.path) or DEFAULT_ENCODER)
-            else:
-                base = resolve_model(config.model)
-                if base.is_local and is_adapter_dir(base.path):
-                    raise ModelError(f"--model {config.model} is itself a peft adapter; "
-                                     "give its base model with --model, or drop --adapter")
-            return base, adapter.path
-        model = resolve_model(config.model or DEFAULT_ENCODER)
-        if model.is_local and is_adapter_dir(model.path):
-            base_ref = adapter_base_model(model.path)
-            if not base_ref:
-                raise ModelError(f"adapter {model.ref} names no base_model_name_or_path "
-                                 "in its adapter_config.json")
-            base = resolve_model(base_ref)
-            if base.is_local and is_adapter_dir(base.path):
-                raise ModelError(f"adapter {model.ref} has another adapter as its base ({base_ref}); "
-                                 "nested adapters are not supported")
-            return base, model.path
-        return model, None
-
-    def _load_error(self, base: ResolvedModel, err: BaseException) -> ModelError:
-        reason = _one_line(err)
-        if base.is_local:
-            return ModelError(f"cannot load model {base.ref} from {base.path}: {reason}")
-        if base.preset is not None:
-            return ModelError(f"preset {base.preset} (hub id {base.path}) could not be loaded "
-                              f"from the hub/cache: {reason}")
-        presets = describe_presets("encoder")
-        return ModelError(f"model {base.ref!r} is not a preset ({presets}), not a local directory, "
-                          f"and could not be loaded from the hub/cache: {reason}")
-
     def _from_pretrained(self, base: ResolvedModel, local_only: bool) -> tuple[Any, Any, dict[str, Any]]:
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -174,19 +109,8 @@ class EncoderBackend:
 
     def _load(self, base: ResolvedModel, adapter_dir: str | None) -> tuple[Any, Any, list[str]]:
         notes: list[str] = []
-        try:
-            with hf_quiet():
-                try:
-                    tokenizer, model, loading = self._from_pretrained(base, local_only=True)
-                except OSError:
-                    if base.is_local or _offline():
-                        raise
-                    # not in the HF cache: try the hub (cache first avoids network retries when it is there)
-                    tokenizer, model, loading = self._from_pretrained(base, local_only=False)
-        except BenchError:
-            raise
-        except Exception as err:
-            raise self._load_error(base, err) from err
+        tokenizer, model, loading = load_cache_first(
+            base, lambda local_only: self._from_pretrained(base, local_only), what="model", kind="encoder")
         if tokenizer.pad_token_id is None:
             raise ModelError(f"model {base.ref}: its tokenizer has no padding token")
         tokenizer.padding_side = "right"
@@ -212,20 +136,12 @@ class EncoderBackend:
         return tokenizer, model, notes
 
     def _load_adapter(self, model: Any, adapter_dir: str) -> tuple[Any, set[str]]:
-        import json
-
+        """The adapter applied (not merged: its head may be a saved module), and the head modules it saved."""
+        peft_model = load_peft_adapter(model, adapter_dir)
         try:
-            from peft import PeftModel
-        except ImportError as err:
-            raise ModelError(f"adapter {adapter_dir} needs the package peft (pip install peft)") from err
-        try:
-            with hf_quiet(), warnings.catch_warnings():
-                # peft 0.21 calls a transformers API that transformers 5 deprecates; nothing for users to do
-                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
-                peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
             adapter_cfg = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
-        except Exception as err:
-            raise ModelError(f"cannot load peft adapter {adapter_dir}: {_one_line(err)}") from err
+        except (OSError, ValueError) as err:
+            raise ModelError(f"cannot read {Path(adapter_dir) / 'adapter_config.json'}: {one_line(err)}") from err
         saved = {str(m) for m in (adapter_cfg.get("modules_to_save") or ())}
         present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
         return peft_model, saved & present

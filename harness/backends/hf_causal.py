@@ -46,28 +46,19 @@ on CUDA the weights are loaded in the resolved dtype.
 from __future__ import annotations
 
 import gc
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
 from harness.backends.base import BackendConfig, ModelInfo
+from harness.backends.model_loading import load_cache_first, load_peft_adapter, resolve_base_and_adapter
 from harness.core import Request, RequestKind, Score
 from harness.device import cpu_has_fast_bf16, describe_device, dtype_name, resolve_device, resolve_dtype
-from harness.errors import BenchError, ModelError, ScoreError, UsageError
+from harness.errors import ModelError, ScoreError, UsageError, one_line
 from harness.models import presets
-from harness.models.presets import (
-    PRESETS,
-    ResolvedModel,
-    adapter_base_model,
-    fingerprint,
-    hf_quiet,
-    is_adapter_dir,
-    resolve_model,
-)
+from harness.models.presets import ResolvedModel, fingerprint
 from harness.prompts.causal_requests import CausalRequestEncoder
 from harness.prompts.judge import JUDGE_FALSE, JUDGE_PROMPT_VERSION, JUDGE_TEMPLATE, JUDGE_TRUE
 
@@ -88,21 +79,6 @@ _FALLBACK_MODEL = "gemma3-270m"
 _PACK_MIN_SHARED = 8
 _PACK_MAX_MEMBERS = 16
 _PACK_MAX_LENGTH = 1024
-
-
-def _one_line(err: BaseException, limit: int = 240) -> str:
-    """First non-empty line of an exception message (error messages must be one line)."""
-    text = str(err).strip()
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "") or type(err).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _offline() -> bool:
-    try:
-        from huggingface_hub import constants
-    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
-        return False
-    return bool(constants.is_offline_mode())
 
 
 def default_model() -> str:
@@ -232,7 +208,7 @@ class HFCausalBackend:
         self._retry_oom = self.device.type == "cuda"  # halve the batch on CUDA out-of-memory
         notes: list[str] = []
 
-        base, adapter_dir = self._resolve(config)
+        base, adapter_dir = resolve_base_and_adapter(config.model, config.adapter, default_model())
         self.base = base
         self.adapter_dir = adapter_dir
         notes.extend(base.notes)
@@ -287,43 +263,6 @@ class HFCausalBackend:
 
     # -- resolution / loading --------------------------------------------------------------------------------
 
-    def _resolve(self, config: BackendConfig) -> tuple[ResolvedModel, str | None]:
-        """(base model, adapter directory or None)."""
-        if config.adapter:
-            if not Path(config.adapter).expanduser().is_dir():
-                raise ModelError(f"adapter path {config.adapter} does not exist (or is not a directory)")
-            adapter = resolve_model(config.adapter)
-            if not adapter.is_local or not is_adapter_dir(adapter.path):
-                raise ModelError(f"adapter {config.adapter} is not a peft adapter directory "
-                                 "(no adapter_config.json)")
-            base_ref = config.model or adapter_base_model(adapter.path) or default_model()
-            base = resolve_model(base_ref)
-            if base.is_local and is_adapter_dir(base.path):
-                raise ModelError(f"--model {base_ref} is itself a peft adapter; give its base model with --model")
-            return base, adapter.path
-        model = resolve_model(self.ref)
-        if model.is_local and is_adapter_dir(model.path):
-            named = adapter_base_model(model.path)
-            if not named:
-                raise ModelError(f"adapter {model.ref} names no base_model_name_or_path in its adapter_config.json")
-            base = resolve_model(named)
-            if base.is_local and is_adapter_dir(base.path):
-                raise ModelError(f"adapter {model.ref} has another adapter as its base ({named}); "
-                                 "nested adapters are not supported")
-            return base, model.path
-        return model, None
-
-    def _load_error(self, base: ResolvedModel, err: BaseException) -> ModelError:
-        reason = _one_line(err)
-        if base.is_local:
-            return ModelError(f"cannot load causal LM {base.ref} from {base.path}: {reason}")
-        if base.preset is not None:
-            return ModelError(f"preset {base.preset} (hub id {base.path}) could not be loaded "
-                              f"from the hub/cache: {reason}")
-        names = ", ".join(sorted(PRESETS))
-        return ModelError(f"model {base.ref!r} is not a preset ({names}), not a local directory, "
-                          f"and could not be loaded from the hub/cache: {reason}")
-
     def _from_pretrained(self, base: ResolvedModel, local_only: bool) -> tuple[Any, Any]:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -351,18 +290,8 @@ class HFCausalBackend:
 
     def _load(self, base: ResolvedModel, adapter_dir: str | None) -> tuple[Any, Any, list[str]]:
         notes: list[str] = []
-        try:
-            with hf_quiet():
-                try:
-                    tokenizer, model = self._from_pretrained(base, local_only=True)
-                except OSError:
-                    if base.is_local or _offline():
-                        raise
-                    tokenizer, model = self._from_pretrained(base, local_only=False)
-        except BenchError:
-            raise
-        except Exception as err:
-            raise self._load_error(base, err) from err
+        tokenizer, model = load_cache_first(
+            base, lambda local_only: self._from_pretrained(base, local_only), what="causal LM", kind="causal")
         if adapter_dir is not None:
             model = self._merge_adapter(model, adapter_dir)
             notes.append(f"peft adapter {adapter_dir} (merged into the weights)")
@@ -372,16 +301,11 @@ class HFCausalBackend:
     @staticmethod
     def _merge_adapter(model: Any, adapter_dir: str) -> Any:
         try:
-            from peft import PeftModel
-        except ImportError as err:
-            raise ModelError(f"adapter {adapter_dir} needs the package peft (pip install peft)") from err
-        try:
-            with hf_quiet(), warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
-                peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
-                return peft_model.merge_and_unload()
+            return load_peft_adapter(model, adapter_dir).merge_and_unload()
+        except ModelError:
+            raise
         except Exception as err:
-            raise ModelError(f"cannot load peft adapter {adapter_dir}: {_one_line(err)}") from err
+            raise ModelError(f"cannot merge peft adapter {adapter_dir}: {one_line(err)}") from err
 
     def _max_length(self) -> int:
         """lm-eval's resolve_max_length (text_config / config attributes, tokenizer, 2048), or --max-length."""
@@ -663,7 +587,7 @@ class HFCausalBackend:
                 except torch.OutOfMemoryError as err:
                     if not self._retry_oom or len(batch) == 1:
                         raise ScoreError(f"out of memory scoring {len(batch)} row(s) of {batch[0].length} tokens "
-                                         f"on {self.device}: {_one_line(err)}") from err
+                                         f"on {self.device}: {one_line(err)}") from err
                     if self.device.type == "cuda":
                         torch.cuda.empty_cache()
                     half = max(1, len(batch) // 2)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.backends.base import BackendConfig, ModelInfo
-from harness.core import Example, Request, RequestKind, Sample, Score
+from harness.core import Example, Request, RequestKind, Sample, Score, argmax
 from harness.errors import BenchError, ModelError, ScoreError, UsageError
 from harness.lmeval import lm_eval_version, require_lm_eval, version_notes
 from harness.lmeval import task_yaml as ty
@@ -49,14 +49,6 @@ TEMPLATE_ID = "lm-eval-0.4.13"
 def prompt_version() -> str:
     return f"lm-eval-{lm_eval_version()}" if lm_eval_version() else TEMPLATE_ID
 
-
-def _argmax(values: Sequence[float]) -> int:
-    """First index of the maximum (what ``np.argmax`` returns)."""
-    best = 0
-    for i, v in enumerate(values):
-        if v > values[best]:
-            best = i
-    return best
 
 
 def lmeval_token_split(lm: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -257,8 +249,8 @@ def convert_sample(task_obj: Any, name: str, example: Example, entry: Mapping[st
     choices = task_obj.doc_to_choice(doc)
     if len(choices) != len(lls):
         raise ScoreError(f"{example.example_id}: {len(choices)} choices but {len(lls)} log-likelihoods")
-    pred = _argmax(lls)
-    pred_norm = _argmax([ll / float(len(c)) for ll, c in zip(lls, choices, strict=True)])
+    pred = argmax(lls)
+    pred_norm = argmax([ll / float(len(c)) for ll, c in zip(lls, choices, strict=True)])
     gold = lmeval_gold(task_obj, doc)
     if gold != example.gold:
         raise ScoreError(f"{example.example_id}: lm-eval's gold is {gold}, the example's is {example.gold} "

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.core import LoglikelihoodRequest, Request, RequestKind, Score, StatementRequest
-from harness.errors import ModelError, ScoreError, UsageError
+from harness.errors import ScoreError, UsageError
 from harness.prompts.judge import JUDGE_FALSE, JUDGE_PROMPT_VERSION, JUDGE_TEMPLATE, JUDGE_TRUE, p_true
 
 
@@ -54,7 +54,7 @@ class CausalRequestEncoder:
         self.max_length = max_length
         self.ref = ref
         if chat_template and not getattr(tokenizer, "chat_template", None):
-            raise ModelError(f"--chat-template: the tokenizer of {ref} has no chat template")
+            raise UsageError(f"--chat-template: the tokenizer of model {ref} has no chat template")
         self.prefix_token_id = self._prefix_token_id()
         self._prefix_text = tokenizer.decode(self.prefix_token_id) if self.prefix_token_id is not None else None
 

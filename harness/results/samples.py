@@ -42,6 +42,7 @@ class SampleStore:
         self.path = path
         self.samples: dict[str, Sample] = {}
         self.recovered_bytes = 0
+        self.duplicates_dropped = 0
         if path.exists():
             self._load()
 
@@ -59,6 +60,8 @@ class SampleStore:
                 except (ValueError, KeyError, TypeError) as err:
                     raise DataError(f"{self.path}: line {number} is not a valid sample ({err}); "
                                     "delete the file to start this run again") from err
+                if sample.example_id in self.samples:
+                    self.duplicates_dropped += 1
                 self.samples[sample.example_id] = sample
             good_end = end
             pos = end
@@ -66,6 +69,19 @@ class SampleStore:
             self.recovered_bytes = len(data) - good_end
             with self.path.open("r+b") as fh:
                 fh.truncate(good_end)
+        if self.duplicates_dropped:
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        """Keep one line per example (the last written), atomically: files from before runs were locked
+        may hold a sample twice."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for sample in self.samples.values():
+                fh.write(json.dumps(sample_to_dict(sample), ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
 
     def __contains__(self, example_id: str) -> bool:
         return example_id in self.samples

@@ -107,6 +107,12 @@ def result_from_dict(d: dict[str, Any], where: str = "result") -> RunResult:
         raise DataError(f"{where}: not a statement-bench result file ({type(err).__name__}: {err})") from err
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write to a temp file in the same directory, fsync, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +123,7 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a result file is as readable as any other
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
