@@ -206,5 +206,18 @@ def report_cmd(results: tuple[Path, ...], out: Path | None, title: str) -> None:
         click.echo(f"report: {out}", err=True)
 
 
+def _register_training() -> None:
+    """`bench train` / `bench statements` live in harness.training (imported lazily inside the commands)."""
+    from harness.training.cli_train import statements_cmd, train_cmd
+
+    for command in (train_cmd, statements_cmd):
+        assert command.callback is not None
+        command.callback = one_line_errors(command.callback)
+        main.add_command(command)
+
+
+_register_training()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,1 @@
+"""Statement-Tuning: training statements from multilingual source tasks, and the trainer (`bench train`)."""

@@ -1,0 +1,193 @@
+"""The packaged Statement-Tuning training sources: normalised rows per source and language.
+
+The data lives in ``harness/training/data`` (written by ``scripts/package_train_data.py``): one gzip-compressed
+JSON Lines file per source and language, in the row contract of :mod:`harness.training.rows`, listed with its
+sha256 and row count in ``manifest.json``. Nothing outside the installed package is read at run time (the
+environment variable ``BENCH_TRAIN_DATA_DIR`` points elsewhere, for tests). Every file is checked against its
+sha256 before it is parsed.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import json
+import os
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import DataError, UsageError
+from harness.training.rows import ROW_FIELDS, check_row
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+ENV_DATA_DIR = "BENCH_TRAIN_DATA_DIR"
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+REINSTALL = "the packaged training data is corrupt, reinstall statement-bench"
+
+
+@dataclass(frozen=True)
+class TrainSource:
+    name: str
+    task_type: str
+    license: str
+    provenance: str
+    note: str
+    non_commercial: bool
+    languages: tuple[str, ...]
+    rows: dict[str, int]  # language -> packaged rows
+
+
+def data_dir() -> Path:
+    """The packaged training data directory (``BENCH_TRAIN_DATA_DIR`` overrides :data:`DATA_DIR`)."""
+    env = os.environ.get(ENV_DATA_DIR)
+    return Path(env) if env else DATA_DIR
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _stat_key(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return str(path.resolve()), st.st_mtime_ns, st.st_size
+
+
+# ----------------------------------------------------------------------------------------------- manifest
+
+def _manifest() -> dict[str, Any]:
+    path = data_dir() / MANIFEST_NAME
+    try:
+        key = _stat_key(path)
+    except OSError:
+        raise DataError(f"{path}: training data manifest is missing; reinstall statement-bench") from None
+    return _parse_manifest(*key)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_manifest(path_str: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    path = Path(path_str)
+    try:
+        man = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable training data manifest ({_one_line(exc)}); {REINSTALL}") from None
+    if not isinstance(man, dict) or not isinstance(man.get("sources"), dict):
+        raise DataError(f"{path}: malformed training data manifest (no 'sources' object); {REINSTALL}")
+    if man.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{path}: training data manifest format_version {man.get('format_version')!r} is not "
+                        f"{FORMAT_VERSION}; reinstall statement-bench")
+    for name, info in man["sources"].items():
+        try:
+            langs = info["languages"]
+            ok = (info["task_type"] in ROW_FIELDS and isinstance(langs, dict) and langs
+                  and all(isinstance(e, dict) and {"file", "sha256", "rows"} <= set(e) for e in langs.values()))
+        except (KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise DataError(f"{path}: malformed entry for training source {name!r}; {REINSTALL}")
+    return man
+
+
+def _source(man: dict[str, Any], name: str, info: dict[str, Any]) -> TrainSource:
+    langs = info["languages"]
+    return TrainSource(
+        name=name, task_type=str(info["task_type"]), license=str(info.get("license", "")),
+        provenance=str(info.get("provenance", "")), note=str(info.get("note", "")),
+        non_commercial=bool(info.get("non_commercial", False)), languages=tuple(sorted(langs)),
+        rows={lang: int(langs[lang]["rows"]) for lang in sorted(langs)},
+    )
+
+
+def list_sources() -> list[TrainSource]:
+    """Every packaged training source, sorted by name."""
+    man = _manifest()
+    return [_source(man, name, man["sources"][name]) for name in sorted(man["sources"])]
+
+
+def get_source(name: str) -> TrainSource:
+    """The packaged source ``name`` (UsageError naming it and listing the known sources if there is none)."""
+    man = _manifest()
+    info = man["sources"].get(name)
+    if info is None:
+        known = ", ".join(sorted(man["sources"]))
+        raise UsageError(f"unknown training source {name!r}; known sources: {known}")
+    return _source(man, name, info)
+
+
+def sources_for(task_type: str) -> list[TrainSource]:
+    """The packaged sources of one task type (a key of ``harness.training.rows.ROW_FIELDS``), sorted by name."""
+    if task_type not in ROW_FIELDS:
+        raise UsageError(f"unknown training task type {task_type!r}; known: {', '.join(ROW_FIELDS)}")
+    return [s for s in list_sources() if s.task_type == task_type]
+
+
+def _entry(source: str, language: str) -> tuple[TrainSource, dict[str, Any]]:
+    src = get_source(source)
+    if language not in src.languages:
+        raise UsageError(f"training source {source!r} has no language {language!r}; it has: "
+                         f"{', '.join(src.languages)}")
+    return src, _manifest()["sources"][source]["languages"][language]
+
+
+# ------------------------------------------------------------------------------------------------- rows
+
+@functools.lru_cache(maxsize=256)
+def _parse_rows(path_str: str, mtime_ns: int, size: int, expected: str, task_type: str,
+                want_rows: int) -> tuple[dict[str, Any], ...]:
+    path = Path(path_str)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: training data file cannot be read ({_one_line(exc)}); {REINSTALL}") from None
+    got = hashlib.sha256(data).hexdigest()
+    if got != expected:
+        raise DataError(f"{path}: checksum mismatch (expected {expected[:12]}..., got {got[:12]}...); {REINSTALL}")
+    try:
+        text = gzip.decompress(data).decode("utf-8")
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: corrupt gzip/UTF-8 data ({_one_line(exc)}); {REINSTALL}") from None
+    rows: list[dict[str, Any]] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("not a JSON object")
+            check_row(task_type, row, f"line {n}")
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            raise DataError(f"{path}: {_one_line(exc)}; {REINSTALL}") from None
+        rows.append(row)
+    if len(rows) != want_rows:
+        raise DataError(f"{path}: {len(rows)} rows, the manifest says {want_rows}; {REINSTALL}")
+    return tuple(rows)
+
+
+def load_rows(source: str, language: str) -> list[dict[str, Any]]:
+    """The packaged rows of ``source`` in ``language`` (fresh copies: callers may change them).
+
+    UsageError if the source or language is unknown; DataError naming the file if it is missing, corrupt or
+    does not match its manifest sha256.
+    """
+    src, entry = _entry(source, language)
+    path = data_dir() / str(entry["file"])
+    try:
+        key = _stat_key(path)
+    except OSError:
+        raise DataError(f"{path}: training data file is missing; reinstall statement-bench") from None
+    rows = _parse_rows(*key, str(entry["sha256"]), src.task_type, int(entry["rows"]))
+    return [{k: list(v) if isinstance(v, list) else v for k, v in row.items()} for row in rows]
+
+
+def data_checksums(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """``"source/lang"`` -> the sha256 of its packaged file (from the manifest), for result provenance."""
+    out: dict[str, str] = {}
+    for source, language in pairs:
+        _, entry = _entry(source, language)
+        out[f"{source}/{language}"] = str(entry["sha256"])
+    return dict(sorted(out.items()))

