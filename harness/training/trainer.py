@@ -3,7 +3,8 @@
 A plain PyTorch loop, so every step is explicit and resumable: AdamW with linear warm-up/decay, 2-way
 cross-entropy (index 1 = True), length-grouped batches in a seeded order, gradient accumulation, bf16 autocast
 where the device does it fast, and an evaluation on the held-out statements every ``eval_every`` optimizer steps
-(accuracy and binary F1 of True) that keeps the best checkpoint (by F1, as the seed code's Trainer did).
+(accuracy and binary F1 of True) that keeps the best checkpoint by accuracy (the seed code's Trainer used F1,
+which prefers a collapsed all-True model on balanced data).
 
 Output directory (loadable by ``bench run --backend encoder --model DIR``):
 
@@ -431,7 +432,9 @@ class StatementTrainer:
             nonlocal best
             record = self.evaluate(model, held_ids, held_labels, held_groups, pad, step, epoch_float)
             history.append(record)
-            improved = best is None or record.f1 > best.f1 or (record.f1 == best.f1 and record.accuracy > best.accuracy)
+            # accuracy first: the held-out set is balanced, and a collapsed model that says True to everything
+            # scores F1 0.667 (the seed code's criterion would keep it)
+            improved = best is None or (record.accuracy, record.f1) > (best.accuracy, best.f1)
             if improved:
                 best = record
                 self._save_best(model, tokenizer)
@@ -486,7 +489,8 @@ class StatementTrainer:
         self._finish(outcome, notes, total_steps, len(usable), dropped, held_dropped,
                      device=describe_device(self.device), dtype=dtype_name(dtype),
                      tokens=sum(lengths))
-        self.log(f"trained {step} steps in {seconds:.0f}s; best held-out F1 {best.f1 if best else float('nan'):.4f}")
+        self.log(f"trained {step} steps in {seconds:.0f}s; best held-out accuracy "
+                 f"{best.accuracy if best else float('nan'):.4f}")
         return outcome
 
     def _finish(self, outcome: TrainOutcome, notes: list[str], total_steps: int, n_train: int, dropped: int,
@@ -544,7 +548,7 @@ def model_card(info: dict[str, Any], manifest: dict[str, Any]) -> str:
               f"| time | {info['seconds']} s |", ""]
     if info.get("notes"):
         lines += ["Notes:", ""] + [f"- {n}" for n in info["notes"]] + [""]
-    lines += ["## Held-out statements (best checkpoint, by F1 of True)", ""]
+    lines += ["## Held-out statements (best checkpoint, by accuracy)", ""]
     if best:
         lines += [f"- step {best['step']} (epoch {best['epoch']}): accuracy {100 * best['accuracy']:.2f}, "
                   f"F1 {100 * best['f1']:.2f}, loss {best['loss']:.4f}, n = {best['n']}", "",
