@@ -97,7 +97,7 @@ def _counts_table(manifest: dict[str, Any]) -> str:
 @click.option("--method", type=click.Choice(["full", "lora", "qlora"]), default="full", show_default=True)
 @click.option("--epochs", type=float, default=3.0, show_default=True)
 @click.option("--max-steps", type=int, default=None, help="Stop after this many optimizer steps (overrides epochs).")
-@click.option("--lr", type=float, default=None, help="Learning rate (default: 2e-6 full, 5e-4 LoRA/QLoRA).")
+@click.option("--lr", type=float, default=None, help="Learning rate (default: 2e-6 full, 2e-4 LoRA/QLoRA).")
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--grad-accum", type=int, default=1, show_default=True, help="Gradient accumulation steps.")
 @click.option("--warmup-ratio", type=float, default=0.1, show_default=True)
