@@ -10,7 +10,6 @@ on CUDA the weights are loaded in the resolved dtype.
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 from collections.abc import Sequence
@@ -19,12 +18,18 @@ from typing import Any, ClassVar
 
 import torch
 
-from harness.backends.base import BackendConfig, ModelInfo
-from harness.backends.model_loading import load_cache_first, load_peft_adapter, resolve_base_and_adapter
+from harness.backends.base import BackendConfig
+from harness.backends.model_loading import (
+    LoadedModelMixin,
+    load_cache_first,
+    load_peft_adapter,
+    model_revision,
+    resolve_base_and_adapter,
+)
 from harness.core import Request, RequestKind, Score, StatementRequest
-from harness.device import cpu_has_fast_bf16, describe_device, dtype_name, resolve_device, resolve_dtype
+from harness.device import cpu_has_fast_bf16, resolve_device, resolve_dtype
 from harness.errors import ModelError, ScoreError, UsageError, one_line
-from harness.models.presets import DEFAULT_ENCODER, ResolvedModel, fingerprint
+from harness.models.presets import DEFAULT_ENCODER, ResolvedModel
 
 #: Model types whose position ids start at padding_idx + 1, so two positions are unusable.
 _POSITION_OFFSET_TYPES = frozenset({
@@ -36,7 +41,7 @@ _SANE_TOKENIZER_LIMIT = 100_000
 _UNTRAINED_HEAD = "classification head newly initialised (untrained): scores are chance-level"
 
 
-class EncoderBackend:
+class EncoderBackend(LoadedModelMixin):
     """Backend ``encoder``: a sequence classifier (preset, local dir or hub id; optional peft adapter)."""
 
     name: ClassVar[str] = "encoder"
@@ -73,13 +78,7 @@ class EncoderBackend:
         elif self.device.type == "cpu" and config.dtype.strip().lower() == "auto" and not cpu_has_fast_bf16():
             notes.append("CPU lacks avx512_bf16/AMX: fp32 chosen (bf16 would be slower)")
         self.notes = tuple(dict.fromkeys(notes))  # de-duplicated, in order
-        revision = base.revision
-        if revision is None:
-            commit = getattr(self.model.config, "_commit_hash", None)
-            revision = str(commit) if commit else None
-        if adapter_dir is not None:
-            revision = f"{revision or 'unknown'}+adapter:{fingerprint(adapter_dir)}"
-        self.revision = revision
+        self.revision = model_revision(base, self.model, adapter_dir)
         self.num_parameters = sum(p.numel() for p in self.model.parameters())
         self._closed = False
 
@@ -167,20 +166,6 @@ class EncoderBackend:
 
     # -- Backend protocol ------------------------------------------------------------------------------------
 
-    def info(self) -> ModelInfo:
-        return ModelInfo(
-            backend=self.name,
-            model=self.ref,
-            path=self.base.path if self.base.is_local else None,
-            revision=self.revision,
-            adapter=self.adapter_dir,
-            dtype=dtype_name(self.dtype),
-            device=describe_device(self.device),
-            num_parameters=self.num_parameters,
-            max_length=self.max_length,
-            threads=torch.get_num_threads(),
-            notes=self.notes,
-        )
 
     def _encode(self, texts: list[str]) -> tuple[list[dict[str, list[int]]], list[int]]:
         """Per text: the (possibly truncated) encoding and the untruncated token count."""
@@ -247,12 +232,4 @@ class EncoderBackend:
         return [Score(value=v, truncated=n > self.max_length, n_tokens=n)
                 for v, n in zip(values, lengths, strict=True)]
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        del self.model
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
 

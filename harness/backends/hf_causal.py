@@ -45,20 +45,25 @@ on CUDA the weights are loaded in the resolved dtype.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
-from harness.backends.base import BackendConfig, ModelInfo
-from harness.backends.model_loading import load_cache_first, load_peft_adapter, resolve_base_and_adapter
+from harness.backends.base import BackendConfig
+from harness.backends.model_loading import (
+    LoadedModelMixin,
+    load_cache_first,
+    load_peft_adapter,
+    model_revision,
+    resolve_base_and_adapter,
+)
 from harness.core import Request, RequestKind, Score
-from harness.device import cpu_has_fast_bf16, describe_device, dtype_name, resolve_device, resolve_dtype
+from harness.device import cpu_has_fast_bf16, resolve_device, resolve_dtype
 from harness.errors import ModelError, ScoreError, UsageError, one_line
 from harness.models import presets
-from harness.models.presets import ResolvedModel, fingerprint
+from harness.models.presets import ResolvedModel
 from harness.prompts.causal_requests import CausalRequestEncoder
 from harness.prompts.judge import JUDGE_FALSE, JUDGE_PROMPT_VERSION, JUDGE_TEMPLATE, JUDGE_TRUE
 
@@ -171,7 +176,7 @@ class _Batch:
         return [where[row.index(member, p)] for p in positions]
 
 
-class HFCausalBackend:
+class HFCausalBackend(LoadedModelMixin):
     """Backend ``hf``: a transformers causal LM (preset, local dir or hub id; optional peft adapter, merged)."""
 
     name: ClassVar[str] = "hf"
@@ -251,13 +256,7 @@ class HFCausalBackend:
                     if self.auto_batch else f"fixed batch size {self.batch_size}")
         notes.append(batching)
         self.notes = tuple(dict.fromkeys(notes))
-        revision = base.revision
-        if revision is None:
-            commit = getattr(self.model.config, "_commit_hash", None)
-            revision = str(commit) if commit else None
-        if adapter_dir is not None:
-            revision = f"{revision or 'unknown'}+adapter:{fingerprint(adapter_dir)}"
-        self.revision = revision
+        self.revision = model_revision(base, self.model, adapter_dir)
         self.num_parameters = sum(p.numel() for p in self.model.parameters())
         self._closed = False
 
@@ -630,29 +629,7 @@ class HFCausalBackend:
 
     # -- Backend protocol ------------------------------------------------------------------------------------
 
-    def info(self) -> ModelInfo:
-        return ModelInfo(
-            backend=self.name,
-            model=self.ref,
-            path=self.base.path if self.base.is_local else None,
-            revision=self.revision,
-            adapter=self.adapter_dir,
-            dtype=dtype_name(self.dtype),
-            device=describe_device(self.device),
-            num_parameters=self.num_parameters,
-            max_length=self.max_length,
-            threads=torch.get_num_threads(),
-            notes=self.notes,
-        )
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        del self.model
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
 
 
 __all__ = ["HFCausalBackend", "default_model"]

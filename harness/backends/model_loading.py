@@ -3,17 +3,23 @@ cache-first loading with a hub fallback, peft adapters, and one-line load errors
 
 from __future__ import annotations
 
+import gc
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+import torch
+
+from harness.backends.base import ModelInfo
+from harness.device import describe_device, dtype_name
 from harness.errors import BenchError, ModelError, one_line
 from harness.models.presets import (
     ModelKind,
     ResolvedModel,
     adapter_base_model,
     describe_presets,
+    fingerprint,
     hf_quiet,
     is_adapter_dir,
     resolve_model,
@@ -102,3 +108,55 @@ def load_peft_adapter(model: Any, adapter_dir: str) -> Any:
             return PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
     except Exception as err:
         raise ModelError(f"cannot load peft adapter {adapter_dir}: {one_line(err)}") from err
+
+
+def model_revision(base: ResolvedModel, model: Any, adapter_dir: str | None) -> str | None:
+    """The base's content fingerprint (or hub commit), plus the adapter's fingerprint when there is one."""
+    revision = base.revision
+    if revision is None:
+        commit = getattr(model.config, "_commit_hash", None)
+        revision = str(commit) if commit else None
+    if adapter_dir is not None:
+        revision = f"{revision or 'unknown'}+adapter:{fingerprint(adapter_dir)}"
+    return revision
+
+
+class LoadedModelMixin:
+    """`info()` and `close()` of a backend holding one transformers model (encoder and hf backends)."""
+
+    name: ClassVar[str]
+    ref: str
+    base: ResolvedModel
+    revision: str | None
+    adapter_dir: str | None
+    dtype: torch.dtype
+    device: torch.device
+    num_parameters: int
+    max_length: int
+    notes: tuple[str, ...]
+    model: Any
+    _closed: bool
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            backend=self.name,
+            model=self.ref,
+            path=self.base.path if self.base.is_local else None,
+            revision=self.revision,
+            adapter=self.adapter_dir,
+            dtype=dtype_name(self.dtype),
+            device=describe_device(self.device),
+            num_parameters=self.num_parameters,
+            max_length=self.max_length,
+            threads=torch.get_num_threads(),
+            notes=self.notes,
+        )
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        del self.model
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
