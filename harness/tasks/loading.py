@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,13 +128,16 @@ def _read_verified(ddir: Path, rel: str, expected: str) -> tuple[Path, bytes]:
     return path, data
 
 
-def _parse_jsonl_gz(path: Path, data: bytes) -> list[dict[str, Any]]:
+def parse_jsonl_gz(path: Path, data: bytes, reinstall: str = REINSTALL,
+                   check: Callable[[dict[str, Any], int], None] | None = None) -> list[dict[str, Any]]:
+    """Rows of a packaged gzip JSON Lines file; ``check(row, line)`` may raise ValueError for a bad row.
+    Every failure is one DataError naming the file (and line)."""
     try:
         text = gzip.decompress(data).decode("utf-8")
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: corrupt or truncated gzip data ({_one_line(exc)}); {REINSTALL}") from None
+        raise DataError(f"{path}: corrupt or truncated gzip data ({_one_line(exc)}); {reinstall}") from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 ({_one_line(exc)}); {REINSTALL}") from None
+        raise DataError(f"{path}: not UTF-8 ({_one_line(exc)}); {reinstall}") from None
     rows: list[dict[str, Any]] = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -141,9 +145,14 @@ def _parse_jsonl_gz(path: Path, data: bytes) -> list[dict[str, Any]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: line {n}: bad JSON ({exc.msg}); {REINSTALL}") from None
+            raise DataError(f"{path}: line {n}: bad JSON ({exc.msg}); {reinstall}") from None
         if not isinstance(row, dict):
-            raise DataError(f"{path}: line {n}: not a JSON object; {REINSTALL}")
+            raise DataError(f"{path}: line {n}: not a JSON object; {reinstall}")
+        if check is not None:
+            try:
+                check(row, n)
+            except ValueError as exc:
+                raise DataError(f"{path}: {_one_line(exc)}; {reinstall}") from None
         rows.append(row)
     return rows
 
@@ -161,7 +170,7 @@ def _load_packaged(task: str, language: str, split: str, ddir: Path) -> RowSet:
     rows = _ROWS_CACHE.get(key)
     if rows is None:
         path, data = _read_verified(ddir, rel, str(info["sha256"]))
-        rows = _parse_jsonl_gz(path, data)
+        rows = parse_jsonl_gz(path, data)
         if len(rows) != info["rows"]:
             raise DataError(f"{path}: {len(rows)} rows, the manifest says {info['rows']}; {REINSTALL}")
         want = get_task(task).rows(split, language)

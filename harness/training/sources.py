@@ -10,17 +10,16 @@ sha256 before it is parsed.
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
 import json
 import os
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.errors import DataError, UsageError
+from harness.tasks.loading import parse_jsonl_gz
 from harness.training.rows import ROW_FIELDS, check_row
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -147,22 +146,8 @@ def _parse_rows(path_str: str, mtime_ns: int, size: int, expected: str, task_typ
     got = hashlib.sha256(data).hexdigest()
     if got != expected:
         raise DataError(f"{path}: checksum mismatch (expected {expected[:12]}..., got {got[:12]}...); {REINSTALL}")
-    try:
-        text = gzip.decompress(data).decode("utf-8")
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: corrupt gzip/UTF-8 data ({_one_line(exc)}); {REINSTALL}") from None
-    rows: list[dict[str, Any]] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict):
-                raise ValueError("not a JSON object")
-            check_row(task_type, row, f"line {n}")
-        except ValueError as exc:  # json.JSONDecodeError is a ValueError
-            raise DataError(f"{path}: {_one_line(exc)}; {REINSTALL}") from None
-        rows.append(row)
+    rows = parse_jsonl_gz(path, data, REINSTALL,
+                          check=lambda row, n: check_row(task_type, row, f"line {n}"))
     if len(rows) != want_rows:
         raise DataError(f"{path}: {len(rows)} rows, the manifest says {want_rows}; {REINSTALL}")
     return tuple(rows)
