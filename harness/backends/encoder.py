@@ -29,7 +29,7 @@ from harness.backends.model_loading import (
 from harness.core import Request, RequestKind, Score, StatementRequest
 from harness.device import cpu_has_fast_bf16, resolve_device, resolve_dtype
 from harness.errors import ModelError, ScoreError, UsageError, one_line
-from harness.models.presets import DEFAULT_ENCODER, ResolvedModel
+from harness.models.presets import DEFAULT_ENCODER, DEFAULT_ENCODER_BASE, UNTRAINED_HEAD_NOTE, ResolvedModel
 
 #: Model types whose position ids start at padding_idx + 1, so two positions are unusable.
 _POSITION_OFFSET_TYPES = frozenset({
@@ -64,12 +64,13 @@ class EncoderBackend(LoadedModelMixin):
         self._autocast = self.device.type == "cpu" and self.dtype == torch.bfloat16
         notes: list[str] = []
 
-        base, adapter_dir = resolve_base_and_adapter(config.model, config.adapter, DEFAULT_ENCODER)
+        base, adapter_dir = resolve_base_and_adapter(
+            config.model, config.adapter, DEFAULT_ENCODER_BASE if config.adapter else DEFAULT_ENCODER)
         self.base = base
         self.adapter_dir = adapter_dir
-        notes.extend(base.notes)
-
-        self.tokenizer, self.model, load_notes = self._load(base, adapter_dir)
+        self.tokenizer, self.model, load_notes, head_from_adapter = self._load(base, adapter_dir)
+        # the base preset's "head untrained" note is void when the adapter brings a trained head
+        notes.extend(n for n in base.notes if not (head_from_adapter and n == UNTRAINED_HEAD_NOTE))
         notes.extend(load_notes)
         self.model.eval()
         self.max_length = self._max_length()
@@ -106,7 +107,8 @@ class EncoderBackend(LoadedModelMixin):
             base.path, num_labels=2, dtype=load_dtype, output_loading_info=True, **extra, **kwargs)
         return tokenizer, model, loading
 
-    def _load(self, base: ResolvedModel, adapter_dir: str | None) -> tuple[Any, Any, list[str]]:
+    def _load(self, base: ResolvedModel, adapter_dir: str | None) -> tuple[Any, Any, list[str], bool]:
+        """(tokenizer, model, notes, whether the adapter supplied the classification head)."""
         notes: list[str] = []
         tokenizer, model, loading = load_cache_first(
             base, lambda local_only: self._from_pretrained(base, local_only), what="model", kind="encoder")
@@ -132,7 +134,7 @@ class EncoderBackend(LoadedModelMixin):
             notes.append(f"label 1 of this checkpoint is {label1!r}: P(True) is read from it "
                          "(check the label order)")
         model.to(self.device)
-        return tokenizer, model, notes
+        return tokenizer, model, notes, any("classifier" in m or "score" in m for m in head_from_adapter)
 
     def _load_adapter(self, model: Any, adapter_dir: str) -> tuple[Any, set[str]]:
         """The adapter applied (not merged: its head may be a saved module), and the head modules it saved."""

@@ -22,6 +22,7 @@ from harness.models.presets import (
     fingerprint,
     hf_quiet,
     is_adapter_dir,
+    mute_bitsandbytes_kernel_notice,
     resolve_model,
 )
 
@@ -97,6 +98,7 @@ def load_cache_first(base: ResolvedModel, load: Callable[[bool], Loaded], *, wha
 
 def load_peft_adapter(model: Any, adapter_dir: str) -> Any:
     """``PeftModel.from_pretrained`` for inference (peft imported only here)."""
+    mute_bitsandbytes_kernel_notice()
     try:
         from peft import PeftModel
     except ImportError as err:

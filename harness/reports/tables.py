@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from pathlib import PurePath
 
 from harness.results.schema import RunResult, TaskResult
 
@@ -39,8 +40,10 @@ def ci(low: float, high: float) -> str:
 def model_label(result: RunResult) -> str:
     m = result.model
     label = f"{m.get('backend')}:{m.get('model')}"
-    if m.get("adapter"):
-        label += f"+{m['adapter']}"
+    adapter = m.get("adapter")
+    # an adapter that --model itself named (a preset such as me5-small-st, or an adapter dir) is already in the label
+    if adapter and PurePath(str(adapter)).name != PurePath(str(m.get("model"))).name:
+        label += f"+{adapter}"
     return label
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from harness.models.presets import DEFAULT_ENCODER_BASE
+
 DEFAULT_TRAIN_DIR = "results/train"
 
 
@@ -92,7 +94,8 @@ def _counts_table(manifest: dict[str, Any]) -> str:
 
 
 @click.command("train")
-@click.option("--model", default="me5-small", show_default=True, help="Encoder preset, local directory or hub id.")
+@click.option("--model", default=DEFAULT_ENCODER_BASE, show_default=True,
+              help="Encoder preset, local directory or hub id.")
 @_mixture_options
 @click.option("--method", type=click.Choice(["full", "lora", "qlora"]), default="full", show_default=True)
 @click.option("--epochs", type=float, default=3.0, show_default=True)
@@ -128,7 +131,7 @@ def train_cmd(model: str, langs: str, tasks: str, per_task: int, template_langua
     from harness.cli import failure
     from harness.training.mixture import build_mixture, split_statements
     from harness.training.model_setup import LoraSettings
-    from harness.training.trainer import Statement, StatementTrainer, TrainConfig
+    from harness.training.trainer import Statement, StatementTrainer, TrainConfig, resolve_trainable_base
 
     mixture_cfg = _mixture_config(langs, tasks, per_task, template_language, translation, extra_statements,
                                   allow_eval_overlap, seed)
@@ -140,6 +143,7 @@ def train_cmd(model: str, langs: str, tasks: str, per_task: int, template_langua
                       max_length=max_length, eval_every=eval_every, holdout=holdout, seed=seed, dtype=dtype,
                       device=device, lora=lora)
     cfg.check()
+    resolve_trainable_base(model)  # before any statement is built
     out = Path(output or f"{DEFAULT_TRAIN_DIR}/{Path(model).name}-{method}-{langs.replace(',', '_')}")
     if overwrite and out.exists():
         shutil.rmtree(out)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from harness.errors import ModelError, UsageError, one_line
-from harness.models.presets import ResolvedModel, hf_quiet
+from harness.models.presets import ResolvedModel, hf_quiet, mute_bitsandbytes_kernel_notice
 
 METHODS = ("full", "lora", "qlora")
 #: modules kept whole (trained and saved) next to the adapters: the fresh head, and BERT's pooler that feeds it
@@ -59,6 +59,7 @@ def _head_module_names(path: str, kwargs: dict[str, Any]) -> list[str]:
 
 
 def _quantization_config(compute_dtype: torch.dtype, skip: list[str]) -> Any:
+    mute_bitsandbytes_kernel_notice()
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as err:
@@ -101,6 +102,7 @@ def load_for_training(base: ResolvedModel, method: str, lora: LoraSettings, *, d
         model.to(device)
     if method == "full":
         return tokenizer, model, notes
+    mute_bitsandbytes_kernel_notice()
     from peft import LoraConfig, TaskType, get_peft_model
 
     targets = lora_targets(model, lora.targets)

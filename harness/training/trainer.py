@@ -37,7 +37,16 @@ import torch
 
 from harness.device import cpu_has_fast_bf16, describe_device, dtype_name, resolve_device, resolve_dtype
 from harness.errors import UsageError
-from harness.models.presets import PRESETS, hf_quiet, resolve_model
+from harness.models.presets import (
+    DEFAULT_ENCODER_BASE,
+    PRESETS,
+    ResolvedModel,
+    adapter_base_model,
+    hf_quiet,
+    is_adapter_dir,
+    make_readable,
+    resolve_model,
+)
 from harness.training.model_setup import METHODS, LoraSettings, load_for_training
 
 TRAINING_FILE = "training.json"
@@ -53,11 +62,20 @@ _LENGTH_TOLERANCE = 20
 _GROUP_BATCHES = 50  # length grouping: sort within windows of this many batches
 
 
+def resolve_trainable_base(model: str) -> ResolvedModel:
+    """The model to fine-tune; a peft adapter (e.g. the preset me5-small-st) is refused, naming its base."""
+    base = resolve_model(model)
+    if base.is_local and is_adapter_dir(base.path):
+        raise UsageError(f"--model {model} is a peft adapter; train from its base model "
+                         f"(--model {adapter_base_model(base.path) or 'BASE'}) instead")
+    return base
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that changes the trained weights (the output directory and thread count do not)."""
 
-    model: str = "me5-small"
+    model: str = DEFAULT_ENCODER_BASE
     method: str = "full"
     epochs: float = 3.0
     max_steps: int | None = None
@@ -367,7 +385,7 @@ class StatementTrainer:
             notes.append(f"{dtype_name(dtype)} autocast on CPU over fp32 weights")
         elif self.device.type == "cpu" and cfg.dtype == "auto" and not cpu_has_fast_bf16():
             notes.append("CPU lacks avx512_bf16/AMX: fp32 chosen (bf16 would be slower)")
-        base = resolve_model(cfg.model)
+        base = resolve_trainable_base(cfg.model)
         compute = self.amp_dtype or torch.float32
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning)
@@ -518,6 +536,7 @@ class StatementTrainer:
         (self.output / CARD_FILE).write_text(model_card(info, self.manifest), encoding="utf-8")
         _write_json(self.output / TRAINING_FILE, info)
         shutil.rmtree(self.output / CHECKPOINT_DIR, ignore_errors=True)
+        make_readable(self.output)  # safetensors writes 0600 files; a model directory is shared like any other
 
 
 def model_card(info: dict[str, Any], manifest: dict[str, Any]) -> str:
