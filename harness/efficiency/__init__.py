@@ -1,0 +1,1 @@
+"""Efficiency measurements (`bench efficiency`): max batch size, throughput, latency, memory, ceilings."""
