@@ -163,13 +163,13 @@ def list_models() -> None:
     def size(n: int) -> str:
         return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
 
-    def _weights_from(p: ModelPreset) -> str:
+    def weights_from(p: ModelPreset) -> str:
         if p.source == "harness_dir":  # an adapter shipped in this package over a bundled base
             return f"statement-bench (harness/models/{p.package_subdir}) + {p.package}"
         return p.package or "hub only"
 
     rows = [[p.name, p.kind, p.hub_id, size(p.parameters), str(p.layers), str(p.hidden_size), f"{p.vocab_size:,}",
-             f"{p.max_length:,}", p.languages, _weights_from(p),
+             f"{p.max_length:,}", p.languages, weights_from(p),
              p.license + ("; gated on the Hub" if p.gated and "gated" not in p.license.lower() else "")]
             for p in PRESETS.values()]
     click.echo(markdown_table(["preset", "kind", "hub id", "params", "layers", "hidden", "vocab", "max len",

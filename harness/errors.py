@@ -33,8 +33,12 @@ class ScoreError(BenchError):
     exit_code = 5
 
 
-def one_line(err: BaseException, limit: int = 240) -> str:
-    """First non-empty line of an exception message, cut to ``limit`` (error messages must be one line)."""
+def one_line(err: BaseException, limit: int = 240, *, join_lines: bool = False) -> str:
+    """First non-empty line of an exception message (or, with ``join_lines``, all of it with whitespace runs
+    collapsed: parser errors put the useful part on later lines), cut to ``limit``; error messages are one line."""
     text = str(err).strip()
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "") or type(err).__name__
+    if join_lines:
+        line = " ".join(text.split()) or type(err).__name__
+    else:
+        line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "") or type(err).__name__
     return line if len(line) <= limit else line[: limit - 3] + "..."

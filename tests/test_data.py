@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import DataError, UsageError
+from harness.errors import DataError, UsageError, one_line
 from harness.tasks import loading
 from harness.tasks.loading import copa_en_questions, data_dir, load_rows, manifest, verify_all
 from harness.tasks.specs import TASKS
@@ -389,3 +389,11 @@ def test_unalignable_xwinograd_rows_fail_loudly(tmp_path: Path) -> None:
     assert "en row 0 (dataset.tsv line 1): NLTK tokens do not align" in msg
     assert ("en row 1 (dataset.tsv line 2): replaced characters 'councilmen' do not match the pronoun 'they'"
             in msg)
+
+
+def test_one_line_first_line_or_joined() -> None:
+    err = ValueError("Expecting value\n  line 2 column 5\n\n(char 17)")
+    assert one_line(err) == "Expecting value"
+    assert one_line(err, join_lines=True) == "Expecting value line 2 column 5 (char 17)"
+    assert one_line(ValueError("x" * 300), 20, join_lines=True) == "x" * 17 + "..."
+    assert one_line(KeyError(), join_lines=True) == "KeyError"

@@ -37,8 +37,14 @@ _POSITION_OFFSET_TYPES = frozenset({
     "roberta-prelayernorm", "mpnet", "ibert", "luke",
 })
 _HEAD_KEYS = ("classifier", "score", "pooler", "sequence_summary")
+_CLASSIFIER_KEYS = ("classifier", "score", "sequence_summary")  # the head proper (the pooler only feeds it)
 _SANE_TOKENIZER_LIMIT = 100_000
 _UNTRAINED_HEAD = "classification head newly initialised (untrained): scores are chance-level"
+
+
+def _is_classifier(name: str) -> bool:
+    """A weight or module name of the classification head itself."""
+    return any(k in name for k in _CLASSIFIER_KEYS)
 
 
 class EncoderBackend(LoadedModelMixin):
@@ -68,9 +74,7 @@ class EncoderBackend(LoadedModelMixin):
             config.model, config.adapter, DEFAULT_ENCODER_BASE if config.adapter else DEFAULT_ENCODER)
         self.base = base
         self.adapter_dir = adapter_dir
-        self.tokenizer, self.model, load_notes, head_from_adapter = self._load(base, adapter_dir)
-        # the base preset's "head untrained" note is void when the adapter brings a trained head
-        notes.extend(n for n in base.notes if not (head_from_adapter and n == UNTRAINED_HEAD_NOTE))
+        self.tokenizer, self.model, load_notes = self._load(base, adapter_dir)
         notes.extend(load_notes)
         self.model.eval()
         self.max_length = self._max_length()
@@ -107,8 +111,8 @@ class EncoderBackend(LoadedModelMixin):
             base.path, num_labels=2, dtype=load_dtype, output_loading_info=True, **extra, **kwargs)
         return tokenizer, model, loading
 
-    def _load(self, base: ResolvedModel, adapter_dir: str | None) -> tuple[Any, Any, list[str], bool]:
-        """(tokenizer, model, notes, whether the adapter supplied the classification head)."""
+    def _load(self, base: ResolvedModel, adapter_dir: str | None) -> tuple[Any, Any, list[str]]:
+        """(tokenizer, model, notes): the base's notes, then what loading found about the head."""
         notes: list[str] = []
         tokenizer, model, loading = load_cache_first(
             base, lambda local_only: self._from_pretrained(base, local_only), what="model", kind="encoder")
@@ -121,7 +125,7 @@ class EncoderBackend(LoadedModelMixin):
             model, head_from_adapter = self._load_adapter(model, adapter_dir)
             notes.append(f"peft adapter {adapter_dir}")
         untrained = [k for k in missing if not any(m in k for m in head_from_adapter)]
-        if any("classifier" in k or "score" in k or "sequence_summary" in k for k in untrained):
+        if any(_is_classifier(k) for k in untrained):
             notes.append(f"{_UNTRAINED_HEAD} (seed {self.config.seed})")
         elif untrained:  # e.g. only the pooler
             modules = sorted({k.rsplit(".", 2)[0] for k in untrained})
@@ -134,7 +138,10 @@ class EncoderBackend(LoadedModelMixin):
             notes.append(f"label 1 of this checkpoint is {label1!r}: P(True) is read from it "
                          "(check the label order)")
         model.to(self.device)
-        return tokenizer, model, notes, any("classifier" in m or "score" in m for m in head_from_adapter)
+        # the base preset's "head untrained" note is void when the adapter brings a trained head
+        trained_head = any(_is_classifier(m) for m in head_from_adapter)
+        base_notes = [n for n in base.notes if not (trained_head and n == UNTRAINED_HEAD_NOTE)]
+        return tokenizer, model, base_notes + notes
 
     def _load_adapter(self, model: Any, adapter_dir: str) -> tuple[Any, set[str]]:
         """The adapter applied (not merged: its head may be a saved module), and the head modules it saved."""
@@ -167,7 +174,6 @@ class EncoderBackend(LoadedModelMixin):
         return requested
 
     # -- Backend protocol ------------------------------------------------------------------------------------
-
 
     def _encode(self, texts: list[str]) -> tuple[list[dict[str, list[int]]], list[int]]:
         """Per text: the (possibly truncated) encoding and the untruncated token count."""
@@ -233,5 +239,3 @@ class EncoderBackend(LoadedModelMixin):
                              f"e.g. {texts[bad[0]][:60]!r}")
         return [Score(value=v, truncated=n > self.max_length, n_tokens=n)
                 for v, n in zip(values, lengths, strict=True)]
-
-

@@ -627,9 +627,5 @@ class HFCausalBackend(LoadedModelMixin):
         raw = self._score_units(units)
         return self.encoder.scores(encoded, raw, truncated=[u.truncated for u in units])
 
-    # -- Backend protocol ------------------------------------------------------------------------------------
-
-
-
 
 __all__ = ["HFCausalBackend", "default_model"]

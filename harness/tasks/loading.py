@@ -11,6 +11,7 @@ out by repo id) and normalises the rows to the packaged schema.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -21,8 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DataError, UsageError
+from harness.errors import DataError, UsageError, one_line
 from harness.tasks.specs import TASKS, check_language, check_split, get_task
+
+#: an exception as one line, whole (parser errors carry the detail on later lines)
+_reason = functools.partial(one_line, limit=400, join_lines=True)
 
 ENV_DATA_DIR = "BENCH_DATA_DIR"
 MANIFEST_NAME = "manifest.json"
@@ -89,7 +93,7 @@ def manifest(data_dir: Path | None = None) -> dict[str, Any]:
         try:
             cached = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DataError(f"{path}: unreadable manifest ({_one_line(exc)}); reinstall statement-bench") \
+            raise DataError(f"{path}: unreadable manifest ({_reason(exc)}); reinstall statement-bench") \
                 from None
         if not isinstance(cached, dict) or not isinstance(cached.get("tasks"), dict):
             raise DataError(f"{path}: malformed manifest (no 'tasks' object); reinstall statement-bench")
@@ -119,7 +123,7 @@ def _read_verified(ddir: Path, rel: str, expected: str) -> tuple[Path, bytes]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"{path}: packaged data file cannot be read ({_one_line(exc)}); "
+        raise DataError(f"{path}: packaged data file cannot be read ({_reason(exc)}); "
                         "reinstall statement-bench") from None
     got = hashlib.sha256(data).hexdigest()
     if got != expected:
@@ -135,9 +139,9 @@ def parse_jsonl_gz(path: Path, data: bytes, reinstall: str = REINSTALL,
     try:
         text = gzip.decompress(data).decode("utf-8")
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: corrupt or truncated gzip data ({_one_line(exc)}); {reinstall}") from None
+        raise DataError(f"{path}: corrupt or truncated gzip data ({_reason(exc)}); {reinstall}") from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 ({_one_line(exc)}); {reinstall}") from None
+        raise DataError(f"{path}: not UTF-8 ({_reason(exc)}); {reinstall}") from None
     rows: list[dict[str, Any]] = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -152,7 +156,7 @@ def parse_jsonl_gz(path: Path, data: bytes, reinstall: str = REINSTALL,
             try:
                 check(row, n)
             except ValueError as exc:
-                raise DataError(f"{path}: {_one_line(exc)}; {reinstall}") from None
+                raise DataError(f"{path}: {_reason(exc)}; {reinstall}") from None
         rows.append(row)
     return rows
 
@@ -183,10 +187,6 @@ def _load_packaged(task: str, language: str, split: str, ddir: Path) -> RowSet:
 
 
 # ------------------------------------------------------------------------------------------------------ hub
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 400 else text[:397] + "..."
 
 
 def _normalise(task: str, raw: dict[str, Any], where: str) -> dict[str, Any]:
@@ -240,12 +240,12 @@ def _load_hub(task: str, language: str, split: str, hub_dir: str | None) -> RowS
     try:
         import datasets  # lazy: heavy, and only needed for --data-source hub
     except ImportError as exc:
-        raise DataError(f"{prefix}: the `datasets` package is not installed ({_one_line(exc)})") from None
+        raise DataError(f"{prefix}: the `datasets` package is not installed ({_reason(exc)})") from None
     try:
         ds = datasets.load_dataset(path, name=language, split=split)
         raw_rows = ds.to_list() if hasattr(ds, "to_list") else list(ds)
     except Exception as exc:  # offline, missing config/split, bad files: all one line
-        raise DataError(f"{prefix}: {_one_line(exc)}") from None
+        raise DataError(f"{prefix}: {_reason(exc)}") from None
     rows = [_normalise(task, dict(r), f"{location} ({language}/{split}) row {i}")
             for i, r in enumerate(raw_rows)]
     note = f"{len(rows)} rows from {hub_id} config {language} split {split}"
@@ -295,7 +295,7 @@ def copa_en_questions(split: str, data_dir: Path | None = None) -> list[str]:
         try:
             parsed = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DataError(f"{path}: bad JSON ({_one_line(exc)}); {REINSTALL}") from None
+            raise DataError(f"{path}: bad JSON ({_reason(exc)}); {REINSTALL}") from None
         if not isinstance(parsed, dict):
             raise DataError(f"{path}: not a JSON object; {REINSTALL}")
         questions = parsed

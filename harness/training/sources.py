@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DataError, UsageError
+from harness.errors import DataError, UsageError, one_line
 from harness.tasks.loading import parse_jsonl_gz
 from harness.training.rows import ROW_FIELDS, check_row
+
+#: an exception as one line, whole (parser errors carry the detail on later lines)
+_reason = functools.partial(one_line, limit=200, join_lines=True)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 ENV_DATA_DIR = "BENCH_TRAIN_DATA_DIR"
@@ -47,10 +50,6 @@ def data_dir() -> Path:
     return Path(env) if env else DATA_DIR
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
-
 
 def _stat_key(path: Path) -> tuple[str, int, int]:
     st = path.stat()
@@ -74,7 +73,7 @@ def _parse_manifest(path_str: str, mtime_ns: int, size: int) -> dict[str, Any]:
     try:
         man = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable training data manifest ({_one_line(exc)}); {REINSTALL}") from None
+        raise DataError(f"{path}: unreadable training data manifest ({_reason(exc)}); {REINSTALL}") from None
     if not isinstance(man, dict) or not isinstance(man.get("sources"), dict):
         raise DataError(f"{path}: malformed training data manifest (no 'sources' object); {REINSTALL}")
     if man.get("format_version") != FORMAT_VERSION:
@@ -142,7 +141,7 @@ def _parse_rows(path_str: str, mtime_ns: int, size: int, expected: str, task_typ
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"{path}: training data file cannot be read ({_one_line(exc)}); {REINSTALL}") from None
+        raise DataError(f"{path}: training data file cannot be read ({_reason(exc)}); {REINSTALL}") from None
     got = hashlib.sha256(data).hexdigest()
     if got != expected:
         raise DataError(f"{path}: checksum mismatch (expected {expected[:12]}..., got {got[:12]}...); {REINSTALL}")
