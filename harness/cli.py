@@ -126,6 +126,83 @@ def run_cmd(backend: str, model: str | None, adapter: str | None, tasks: str, la
     click.echo(f"results: {outcome.result_path}\nsamples: {outcome.samples_path}")
 
 
+def _ints(value: str | None, option: str) -> tuple[int, ...]:
+    from harness.errors import UsageError
+
+    items = _csv(value) or ()
+    try:
+        return tuple(int(v) for v in items)
+    except ValueError:
+        raise UsageError(f"{option} {value!r}: give comma-separated integers") from None
+
+
+@main.command("efficiency")
+@click.option("--models", default=None, help="Comma-separated presets or local dirs (default: the seed's efficiency "
+              "set, random weights).")
+@click.option("--tasks", default="xcopa", show_default=True, help="Task(s) whose real inputs are the work.")
+@click.option("--langs", default=ALL, show_default=True, help="Comma-separated languages, or 'all'.")
+@click.option("--limit", type=int, default=None, help="First N examples per language (default: all).")
+@click.option("--gpu", "gpu", default=None, help="Device profile (a100, a100-40gb-pcie, h100, h200, l4, t4, a10g, "
+              "rtx4090, cpu): refused unless this machine has it, or with --estimate.")
+@click.option("--estimate", is_flag=True, help="Add the analytic estimate (memory model + roofline), labelled "
+              "estimated; alone when --gpu names a device this machine does not have.")
+@click.option("--weights", type=click.Choice(["auto", "real", "random"]), default="auto", show_default=True,
+              help="random: true architecture from the preset's config.json, seeded random weights; auto: real "
+              "where the weights are on this machine.")
+@click.option("--dtype", default="auto", show_default=True, help="auto | fp32 | bf16 | fp16")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
+@click.option("--max-batch", type=int, default=65536, show_default=True, help="Cap of the max-batch search.")
+@click.option("--memory-limit", type=float, default=None, help="GB (2**30 bytes) a model may use (CPU: peak RSS of "
+              "its process; CUDA: torch's memory fraction). CPU default: 80%% of available memory.")
+@click.option("--batch-sizes", default="1,16", show_default=True, help="Matched batch sizes for throughput (each "
+              "model also runs at its own max batch).")
+@click.option("--min-iters", type=int, default=10, show_default=True, help="Timed batches per throughput point.")
+@click.option("--min-seconds", type=float, default=10.0, show_default=True, help="Timed seconds per point.")
+@click.option("--warmup", type=int, default=1, show_default=True, help="Warm-up forwards (timed apart).")
+@click.option("--probe-forwards", type=int, default=3, show_default=True, help="Forwards per max-batch probe.")
+@click.option("--seq-len", type=int, default=None, help="Probe at this padded length instead of the longest input.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Template draws, random weights, batch order.")
+@click.option("--output", default="results", show_default=True, help="Results directory (one folder per model).")
+@one_line_errors
+def efficiency_cmd(models: str | None, tasks: str, langs: str, limit: int | None, gpu: str | None, estimate: bool,
+                   weights: str, dtype: str, device: str, threads: int | None, max_batch: int,
+                   memory_limit: float | None, batch_sizes: str, min_iters: int, min_seconds: float, warmup: int,
+                   probe_forwards: int, seq_len: int | None, seed: int, output: str) -> None:
+    """Max batch size, throughput, latency and memory per model, next to the device's ceilings."""
+    from harness.efficiency.measure import MeasureSpec
+    from harness.efficiency.runner import execute_efficiency, plan_efficiency
+    from harness.errors import UsageError
+    from harness.reports.efficiency import efficiency_section
+
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit {limit}: must be a positive number of examples per language")
+    if warmup < 0:
+        raise UsageError(f"--warmup must not be negative (got {warmup})")
+    base = MeasureSpec(
+        model="", weights=weights, tasks=_csv(tasks) or ("xcopa",), languages=_csv(langs), limit=limit,
+        dtype=dtype, device=device, threads=threads, seed=seed,
+        memory_limit_bytes=None if memory_limit is None else int(memory_limit * 2**30), max_batch=max_batch,
+        batch_sizes=_ints(batch_sizes, "--batch-sizes"), warmup=warmup, probe_forwards=probe_forwards,
+        min_iters=min_iters, min_seconds=min_seconds, seq_len=seq_len, profile=gpu, estimate=estimate)
+    plan = plan_efficiency(_csv(models), base, output)
+    try:
+        outcomes = execute_efficiency(plan, log=lambda line: click.echo(line, err=True))
+    except KeyboardInterrupt:
+        raise failure(f"interrupted; finished models are kept under {output}/ — re-run the same command to "
+                      "resume", 130) from None
+    done = [o.result for o in outcomes if o.result is not None]
+    if done:
+        click.echo(efficiency_section(done))
+    for o in outcomes:
+        click.echo(f"{o.model}: {o.result_path}" + (" (resumed)" if o.resumed else "") if o.result_path
+                   else f"{o.model}: FAILED: {o.error}")
+    failed = [o for o in outcomes if o.error]
+    if failed:
+        raise failure(f"{len(failed)} of {len(outcomes)} model(s) failed: "
+                      + "; ".join(f"{o.model}: {o.error}" for o in failed), 1)
+
+
 @main.group("list")
 def list_group() -> None:
     """List tasks, model presets or backends."""
@@ -177,6 +254,30 @@ def list_models() -> None:
     click.echo("Hub-only presets ship their config.json (harness/models/configs/) for random-weight builds.")
 
 
+@list_group.command("devices")
+@one_line_errors
+def list_devices() -> None:
+    """Device profiles for `bench efficiency --gpu` (dense peaks, datasheet sources)."""
+    from harness.efficiency.devices import ALIASES, profile_table
+    from harness.reports.tables import markdown_table
+
+    def num(value: object) -> str:
+        return "–" if value is None else f"{value:g}"
+
+    table = profile_table()
+    aliases: dict[str, list[str]] = {}
+    for alias, key in ALIASES.items():
+        aliases.setdefault(key, []).append(alias)
+    rows = [[str(r["key"]), ", ".join(aliases.get(str(r["key"]), [])), str(r["name"]), num(r["memory_gb"]),
+             num(r["bandwidth_gb_s"]), num(r["bf16_tflops"]), num(r["fp16_tflops"]), num(r["fp32_tflops"])]
+            for r in table]
+    click.echo(markdown_table(["profile", "aliases", "device", "memory GB", "bandwidth GB/s", "bf16 TFLOP/s",
+                               "fp16 TFLOP/s", "fp32 TFLOP/s"], rows, align="lllrrrrr"))
+    click.echo("Dense peaks (no sparsity); fp32 = plain FP32, not TF32. `--gpu cpu` measures this machine's CPU.")
+    for r in table:
+        click.echo(f"{r['key']}: {r['source']}")
+
+
 @list_group.command("backends")
 def list_backends() -> None:
     """Registered backends (imported only when chosen)."""
@@ -201,9 +302,16 @@ def report_cmd(results: tuple[Path, ...], out: Path | None, title: str) -> None:
     files = find_result_files(list(results))
     if not files:
         raise DataError(f"no result.json found under {', '.join(map(str, results))}")
-    text = comparison_report([read_result(f) for f in files], title=title)
+    loaded = [read_result(f) for f in files]
+    plot_name = None
     if out is not None:
+        from harness.reports.efficiency import efficiency_plot
+
         out = out if out.suffix else out.with_suffix(".md")
+        plot = efficiency_plot(loaded, out.with_name(f"{out.stem}-efficiency.png"))
+        plot_name = plot.name if plot is not None else None
+    text = comparison_report(loaded, title=title, efficiency_plot=plot_name)
+    if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
     click.echo(text)

@@ -48,6 +48,10 @@ from harness.tasks.adapters import TASK_FIELDS, AdapterOptions, check_options
 from harness.tasks.examples import ExampleSet, load_examples
 from harness.tasks.specs import TASKS, get_task
 
+#: The schema version in a run's identity (its directory name): bumped only when what a run scores changes, so
+#: result files of an earlier 1.x stay resumable (1.2 only added the optional efficiency record).
+IDENTITY_SCHEMA = "1.1"
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -131,7 +135,7 @@ def run_identity(plan: RunPlan, model: dict[str, Any], prompt: str) -> dict[str,
     """Everything that changes the scores; equal identity = same run directory = resumable."""
     cfg = plan.config
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": IDENTITY_SCHEMA,
         "backend": model["backend"], "model": model["model"], "revision": model["revision"],
         "adapter": model["adapter"], "dtype": model["dtype"], "max_length": model["max_length"],
         "seed": cfg.seed, "limit": cfg.limit, "xcopa_question": cfg.xcopa_question,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from harness.efficiency.batch_search import OutOfMemory, is_out_of_memory, search_max_batch
+from harness.efficiency.batch_search import OutOfMemory, is_out_of_memory, linear_guess, search_max_batch
 
 
 class FakeAllocator:
@@ -85,3 +85,37 @@ def test_is_out_of_memory() -> None:
     assert is_out_of_memory(OutOfMemory("over --memory-limit 2 GB")) and is_out_of_memory(MemoryError())
     assert not is_out_of_memory(RuntimeError("expected scalar type Float"))
     assert not is_out_of_memory(KeyboardInterrupt())
+
+
+class LinearAllocator(FakeAllocator):
+    """Peak bytes = base + per_row * n (as on CPU once weights are loaded); over ``limit`` is out of memory."""
+
+    def __init__(self, base: float, per_row: float, limit: float) -> None:
+        super().__init__(capacity=math.floor((limit - base) / per_row))
+        self.base, self.per_row = base, per_row
+
+    def __call__(self, n: int) -> float:  # type: ignore[override]
+        super().__call__(n)
+        return self.base + self.per_row * n
+
+
+@pytest.mark.parametrize(("base", "per_row", "limit"), [
+    (700e6, 1.01e6, 2e9), (1.5e9, 37.3e6, 2e9), (300e6, 3e3, 2e9), (10.0, 1.0, 742.0), (0.0, 7.0, 7 * 1500.0),
+])
+def test_linear_guess_finds_the_exact_boundary_in_few_probes(base: float, per_row: float, limit: float) -> None:
+    fake = LinearAllocator(base, per_row, limit)
+    plain = search_max_batch(LinearAllocator(base, per_row, limit), cap=1 << 20)
+    guessed = search_max_batch(fake, cap=1 << 20, cleanup=fake.free, next_probe=linear_guess(limit))
+    assert guessed.max_batch == plain.max_batch == fake.capacity
+    assert guessed.max_pow2 == plain.max_pow2
+    doubling = sum(1 for n in fake.calls if n & (n - 1) == 0 and n <= 2 * plain.max_pow2)
+    assert len(fake.calls) - doubling <= 2  # the guess, then its neighbour above
+    assert [p.peak_bytes for p in guessed.probes if p.fits][:2] == [base + per_row, base + 2 * per_row]
+
+
+def test_bad_guesses_still_give_the_exact_answer() -> None:
+    """A guess that is always wrong (one above the floor) falls back to bisection and stays exact."""
+    fake = FakeAllocator(732)
+    result = search_max_batch(fake, cap=4096, next_probe=lambda lo, hi, probes: lo + 1)
+    assert (result.max_batch, result.max_pow2) == (732, 512)
+    assert len(result.probes) <= 11 + 3 * 8

@@ -101,7 +101,7 @@ def _load_upstream(path: Path, lm_eval_dir: Path, seen: frozenset[Path] = frozen
         raise UsageError(f"include cycle at {path}")
     base = path.parent
 
-    def function_ctor(loader: yaml.SafeLoader, node: yaml.Node) -> FunctionRef:
+    def function_ctor(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> FunctionRef:
         spec = str(loader.construct_scalar(node))
         module, _, fn = spec.rpartition(".")
         module_file = (base / f"{module.replace('.', '/')}.py").resolve()

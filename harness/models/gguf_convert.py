@@ -150,7 +150,7 @@ def _quiet_gguf_progress() -> Iterator[None]:
     if original is None:  # pragma: no cover
         yield
         return
-    reader.tqdm = lambda iterable, *args, **kwargs: iterable
+    reader.tqdm = lambda iterable, *args, **kwargs: iterable  # type: ignore[assignment]
     try:
         yield
     finally:

@@ -93,9 +93,16 @@ def per_language_table(results: Sequence[RunResult], task: str) -> str:
     return markdown_table(["lang", *[model_label(r) for r in runs]], rows)
 
 
-def comparison_report(results: Sequence[RunResult], title: str = "statement-bench report") -> str:
-    parts = [f"# {title}", "", "Accuracy (%): unweighted mean over languages [95% CI] (languages, examples).",
-             "", comparison_table(results), ""]
+def comparison_report(all_results: Sequence[RunResult], title: str = "statement-bench report",
+                      efficiency_plot: str | None = None) -> str:
+    """Accuracy tables of `bench run` results, then the efficiency section of `bench efficiency` results."""
+    from harness.reports.efficiency import efficiency_section
+
+    results = [r for r in all_results if r.tasks]
+    parts = [f"# {title}", ""]
+    if results:
+        parts += ["Accuracy (%): unweighted mean over languages [95% CI] (languages, examples).", "",
+                  comparison_table(results), ""]
     normed = [r for r in results if any(t.mean_acc_norm is not None for t in r.tasks.values())]
     if normed:
         tasks = _union(r.tasks for r in normed)
@@ -105,7 +112,10 @@ def comparison_report(results: Sequence[RunResult], title: str = "statement-benc
                   markdown_table(["model", *tasks], rows), ""]
     for t in _union(r.tasks for r in results):
         parts += [f"## {t}", "", per_language_table(results, t), ""]
-    notes = sorted({n for r in results for n in r.model.get("notes", [])})
+    section = efficiency_section(all_results, plot=efficiency_plot)
+    if section:
+        parts += [section]
+    notes = sorted({n for r in all_results for n in r.model.get("notes", [])})
     if notes:
         parts += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     return "\n".join(parts)

@@ -12,7 +12,7 @@ from typing import Any
 
 from harness.errors import DataError
 
-SCHEMA_VERSION = "1.1"  # 1.1: optional acc_norm (causal LMs); readers accept any 1.x
+SCHEMA_VERSION = "1.2"  # 1.1: optional acc_norm (causal LMs); 1.2: optional efficiency record; readers accept 1.x
 RESULT_FILE = "result.json"
 SAMPLES_FILE = "samples.jsonl"
 
@@ -64,6 +64,7 @@ class RunResult:
     tasks: dict[str, TaskResult]
     samples_file: str
     timing: dict[str, Any] = field(default_factory=dict)  # the only part that differs between equal runs
+    efficiency: dict[str, Any] | None = None  # `bench efficiency` record (then `tasks` is empty, no samples file)
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -102,7 +103,7 @@ def result_from_dict(d: dict[str, Any], where: str = "result") -> RunResult:
             tasks[name] = TaskResult(**{**t, "languages": langs})
         return RunResult(schema_version=version, run_id=d["run_id"], config=d["config"], model=d["model"],
                          environment=d["environment"], tasks=tasks, samples_file=d["samples_file"],
-                         timing=d.get("timing", {}))
+                         timing=d.get("timing", {}), efficiency=d.get("efficiency"))
     except (KeyError, TypeError, AttributeError) as err:
         raise DataError(f"{where}: not a statement-bench result file ({type(err).__name__}: {err})") from err
 

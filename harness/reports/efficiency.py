@@ -1,0 +1,218 @@
+"""Efficiency tables and plot from `bench efficiency` result files (``RunResult.efficiency``).
+
+Every measured figure sits next to its ceiling (the device profile's peak), and every analytic figure is in a
+table or column whose header says "estimated"; the two are never mixed in one cell. Memory is in GB of 2**30
+bytes (as GPU capacities are labelled), bandwidth in decimal GB/s (as datasheets give it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.efficiency.memory import GB
+from harness.reports.tables import markdown_table
+from harness.results.schema import RunResult
+
+
+def efficiency_results(results: Sequence[RunResult]) -> list[RunResult]:
+    return [r for r in results if r.efficiency]
+
+
+def _num(value: Any, fmt: str = "{:.2f}") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return fmt.format(value)
+
+
+def _gb(value: Any) -> str:
+    return _num(None if value is None else value / GB, "{:.2f}")
+
+
+def _ms(value: Any) -> str:
+    return _num(None if value is None else 1000 * value, "{:.1f}")
+
+
+def _label(r: RunResult) -> str:
+    e = r.efficiency or {}
+    return str(e.get("model", {}).get("model") or r.model.get("model") or r.run_id)
+
+
+def _device(r: RunResult) -> str:
+    e = r.efficiency or {}
+    profile = e.get("device", {}).get("profile", {})
+    return str(profile.get("name") or "?")
+
+
+def _measured_peak(point: dict[str, Any]) -> Any:
+    mem = point.get("peak_memory") or {}
+    return mem.get("torch_reserved") if mem.get("torch_reserved") is not None else mem.get("rss")
+
+
+def max_batch_table(results: Sequence[RunResult]) -> str:
+    rows = []
+    for r in efficiency_results(results):
+        e = r.efficiency or {}
+        mb = e.get("max_batch")
+        est = (e.get("estimate") or {}).get("max_batch")
+        probes = (mb or {}).get("probes") or []
+        fitted = [p for p in probes if p.get("fits") and p.get("batch_size") == (mb or {}).get("max_batch")]
+        peak = fitted[0].get("peak_bytes") if fitted else None
+        rows.append([
+            _label(r), str(e.get("weights", "")), str(e.get("model", {}).get("dtype", "")), _device(r),
+            str(e.get("workload", {}).get("probe_length", "")),
+            str(mb["max_pow2"]) if mb else "–", str(mb["max_batch"]) if mb else "–",
+            str(mb["stop_reason"]) if mb else "–", _gb(peak), _gb((mb or {}).get("limit_bytes")),
+            f"{est['max_pow2']} / {est['max_batch']}" if est else "–",
+        ])
+    return markdown_table(["model", "weights", "dtype", "device (profile)", "probe tokens", "max batch (2^k)",
+                           "max batch (exact)", "stop", "peak GB at max", "limit GB",
+                           "estimated max (2^k / exact)"], rows, align="lllllrrlrrr")
+
+
+def throughput_table(results: Sequence[RunResult]) -> str:
+    rows = []
+    for r in efficiency_results(results):
+        e = r.efficiency or {}
+        for p in e.get("throughput") or []:
+            if "error" in p:
+                rows.append([_label(r), f"{p['batch_size']} ({p['label']})", p["error"], *[""] * 10])
+                continue
+            lat = p.get("latency_s") or {}
+            rows.append([
+                _label(r), f"{p['batch_size']} ({p['label']})", _num(p["examples_per_s"]), _num(p["rows_per_s"]),
+                _num(p["tokens_per_s"], "{:.0f}"), _num(p["padded_tokens_per_s"], "{:.0f}"),
+                f"{_ms(lat.get('p50'))} / {_ms(lat.get('p90'))} / {_ms(lat.get('p99'))}", _ms(lat.get("stdev")),
+                _ms(p.get("first_call_s")), str(p.get("iterations", "")),
+                _num(None if p.get("flops_per_s") is None else p["flops_per_s"] / 1e12, "{:.3g}"),
+                _num(None if p.get("peak_flops") is None else p["peak_flops"] / 1e12, "{:.3g}"),
+                _num(p.get("pct_of_peak"), "{:.1f}%"),
+            ])
+    return markdown_table(["model", "batch", "examples/s", "rows/s", "tokens/s", "padded tokens/s",
+                           "latency p50 / p90 / p99 ms", "stdev ms", "first call ms", "iters", "achieved TFLOP/s",
+                           "peak TFLOP/s", "% of peak"], rows, align="ll" + "r" * 11)
+
+
+def estimate_table(results: Sequence[RunResult]) -> str:
+    """Roofline ceilings per batch size; where the same run measured that batch size, the measurement beside it."""
+    rows = []
+    for r in efficiency_results(results):
+        e = r.efficiency or {}
+        est = e.get("estimate")
+        if not est:
+            continue
+        mm = est["memory_model"]
+        measured = {p["batch_size"]: p for p in e.get("throughput") or [] if "examples_per_s" in p}
+        for p in est.get("throughput") or []:
+            m = measured.get(p["batch_size"])
+            rows.append([
+                _label(r), _device(r), f"{p['batch_size']} ({p['label']})", _num(p["examples_per_s"], "{:.1f}"),
+                _num(m["examples_per_s"]) if m else "–",
+                _num(100 * m["examples_per_s"] / p["examples_per_s"], "{:.0f}%") if m else "–",
+                _num(p["padded_tokens_per_s"], "{:.0f}"), _ms(p["seconds_per_batch"]), p["bound"],
+                _gb(mm["weights_bytes"]), _num(mm["per_row_bytes"] / 1e6, "{:.2f}"),
+            ])
+    return markdown_table(["model", "device (profile)", "batch", "estimated examples/s (ceiling)",
+                           "measured examples/s", "measured / ceiling", "estimated padded tokens/s",
+                           "estimated ms / batch", "bound", "weights GB", "estimated MB / row"], rows,
+                          align="lllrrrrrlrr")
+
+
+def ceilings_table(results: Sequence[RunResult]) -> str:
+    rows = []
+    for r in efficiency_results(results):
+        e = r.efficiency or {}
+        profile = e.get("device", {}).get("profile", {})
+        cost = e.get("cost", {})
+        peaks = profile.get("peak_flops") or {}
+        rows.append([
+            _label(r), str(profile.get("name", "?")) + (" (measured)" if profile.get("measured") else ""),
+            _num(peaks.get("bfloat16", None) and peaks["bfloat16"] / 1e12, "{:.4g}"),
+            _num(peaks.get("float32", None) and peaks["float32"] / 1e12, "{:.4g}"),
+            _num(profile.get("bandwidth_bytes_per_s", 0) / 1e9, "{:.0f}"), _gb(profile.get("memory_bytes")),
+            _num(cost.get("parameters", 0) / 1e6, "{:.0f}"),
+            _num(cost.get("flops_per_token_at_mean", 0) / 1e9, "{:.3f}"),
+        ])
+    return markdown_table(["model", "device", "peak bf16 TFLOP/s", "peak fp32 TFLOP/s", "bandwidth GB/s",
+                           "memory GB", "params (M)", "GFLOPs / token (mean row)"], rows, align="llrrrrrr")
+
+
+def environment_lines(results: Sequence[RunResult]) -> list[str]:
+    lines = []
+    for r in efficiency_results(results):
+        env = r.environment or {}
+        pkgs = env.get("packages") or {}
+        lines.append(f"- {_label(r)}: {env.get('device') or env.get('cpu')}; dtype {env.get('dtype')}; attention "
+                     f"{env.get('attention_implementation')}; threads {env.get('torch_threads')}; torch "
+                     f"{pkgs.get('torch')}, transformers {pkgs.get('transformers')}; CUDA "
+                     f"{env.get('cuda_version')}, driver {env.get('cuda_driver')}; workload "
+                     f"{(r.efficiency or {}).get('workload', {}).get('tokenizer')}")
+    return lines
+
+
+def efficiency_section(results: Sequence[RunResult], plot: str | None = None) -> str:
+    """The Markdown efficiency section (empty string when no result has an efficiency record)."""
+    eff = efficiency_results(results)
+    if not eff:
+        return ""
+    parts = ["## Efficiency", "",
+             "Max batch: doubling until out of memory, then the exact boundary, at each task's longest input "
+             "(warm-up + forwards per probe as recorded). Estimates come from the analytic memory model and a "
+             "roofline; they are labelled estimated and never mixed with measurements.", "",
+             max_batch_table(eff), ""]
+    if any((r.efficiency or {}).get("throughput") for r in eff):
+        parts += ["### Throughput and latency (measured)", "", throughput_table(eff), ""]
+    if any((r.efficiency or {}).get("estimate") for r in eff):
+        parts += ["### Estimated ceilings (analytic: roofline over the same batches)", "", estimate_table(eff), ""]
+    parts += ["### Devices and models", "", ceilings_table(eff), "", "Environment:", "", *environment_lines(eff), ""]
+    if plot:
+        parts += [f"![max batch and examples/s per model]({plot})", ""]
+    return "\n".join(parts)
+
+
+def efficiency_plot(results: Sequence[RunResult], path: Path) -> Path | None:
+    """Two log-scale bar panels: max batch and examples/s per model (measured solid, estimated hatched)."""
+    eff = efficiency_results(results)
+    if not eff:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{_label(r)}\n{_device(r)}" for r in eff]
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.8 * len(eff) + 4), 4.8))
+    panels = (("max batch (exact)", "max_batch"), ("examples/s at max batch", "throughput"))
+    for ax, (title, key) in zip(axes, panels, strict=True):
+        measured, estimated = [], []
+        for r in eff:
+            e = r.efficiency or {}
+            est = e.get("estimate") or {}
+            if key == "max_batch":
+                measured.append((e.get("max_batch") or {}).get("max_batch") or 0)
+                estimated.append((est.get("max_batch") or {}).get("max_batch") or 0)
+            else:
+                def at_max(points: list[dict[str, Any]]) -> float:
+                    ok = [p for p in points if "examples_per_s" in p]
+                    return max(ok, key=lambda p: p["batch_size"])["examples_per_s"] if ok else 0.0
+                measured.append(at_max(e.get("throughput") or []))
+                estimated.append(at_max(est.get("throughput") or []))
+        xs = range(len(eff))
+        width = 0.4
+        ax.bar([x - width / 2 for x in xs], [v or math.nan for v in measured], width,
+               label="measured", color="#3b6ea8")
+        ax.bar([x + width / 2 for x in xs], [v or math.nan for v in estimated], width,
+               label="estimated", color="#e0a040", hatch="//", edgecolor="#8a5a10")
+        ax.set_yscale("log")
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+        ax.set_title(title)
+        ax.grid(axis="y", which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
