@@ -170,8 +170,8 @@ def efficiency_cmd(models: str | None, tasks: str, langs: str, limit: int | None
                    memory_limit: float | None, batch_sizes: str, min_iters: int, min_seconds: float, warmup: int,
                    probe_forwards: int, seq_len: int | None, seed: int, output: str) -> None:
     """Max batch size, throughput, latency and memory per model, next to the device's ceilings."""
-    from harness.efficiency.measure import MeasureSpec
     from harness.efficiency.runner import execute_efficiency, plan_efficiency
+    from harness.efficiency.spec import MeasureSpec
     from harness.errors import UsageError
     from harness.reports.efficiency import efficiency_section
 

@@ -17,9 +17,11 @@ from harness.cli import main
 from harness.efficiency.cost import model_cost
 from harness.efficiency.devices import get_profile
 from harness.efficiency.estimate import estimate_record, memory_model, roofline
-from harness.efficiency.measure import MeasureSpec, load_real, measure, search
+from harness.efficiency.loading import load_real
+from harness.efficiency.measure import measure, search
 from harness.efficiency.memory import MemoryTracker, reset_peak_rss, rss_bytes
 from harness.efficiency.runner import execute_efficiency, plan_efficiency, run_id_for
+from harness.efficiency.spec import MeasureSpec
 from harness.efficiency.timing import latency_stats, percentile
 from harness.efficiency.workload import build_workload
 from harness.errors import BenchError, UsageError
@@ -331,9 +333,9 @@ def test_random_weights_build_the_true_architecture_and_report_it(tmp_path: Path
 
 
 def test_random_weights_too_large_for_memory_are_refused_before_loading() -> None:
-    from harness.efficiency.measure import _check_weights_fit
+    from harness.efficiency.loading import check_weights_fit
     from harness.errors import ModelError
 
     spec = MeasureSpec(model="qwen2-72b", weights="random", device="cpu", memory_limit_bytes=4 * 2**30)
     with pytest.raises(ModelError, match=r"qwen2-72b: its weights take 270\.\d GB, more than the 4\.0 GB"):
-        _check_weights_fit(spec)
+        check_weights_fit(spec)

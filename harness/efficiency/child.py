@@ -20,7 +20,8 @@ def main(argv: list[str]) -> int:
         return 2
     spec_path, out_path = Path(argv[0]), Path(argv[1])
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from harness.efficiency.measure import MeasureSpec, measure
+    from harness.efficiency.measure import measure
+    from harness.efficiency.spec import MeasureSpec
 
     spec = MeasureSpec.from_dict(json.loads(spec_path.read_text(encoding="utf-8")))
     try:

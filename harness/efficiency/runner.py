@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.efficiency.measure import MeasureSpec
+from harness.efficiency.spec import MeasureSpec
 from harness.errors import BenchError, UsageError
 from harness.results.schema import RESULT_FILE, SCHEMA_VERSION, RunResult, read_result, write_result
 
