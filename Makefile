@@ -15,11 +15,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Main job: the default encoder zero-shot on all four tasks x all languages (first 100 examples per language),
-# then a Markdown report.
+# Main job: the default encoder and the default causal LM zero-shot on all four tasks x all languages (first 100
+# examples per language), a CPU efficiency run of both, then the report (Markdown, HTML, CSV) in reports/.
 demo: $(STAMP)
 	$(BIN)/bench run --backend encoder --tasks all --langs all --limit 100 --output results/demo
-	$(BIN)/bench report results/demo --out reports/demo.md --title "statement-bench demo" > /dev/null
+	$(BIN)/bench run --backend hf --tasks all --langs all --limit 30 --output results/demo
+	$(BIN)/bench efficiency --models me5-small-st,gemma3-270m --tasks xcopa --limit 50 --memory-limit 4 \
+		--max-batch 256 --min-iters 5 --min-seconds 3 --estimate --output results/demo-efficiency > /dev/null
+	$(BIN)/bench report results/demo results/demo-efficiency --out reports/demo --title "statement-bench demo" \
+		--gpu-price 1.0 > /dev/null
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --durations=15 tests

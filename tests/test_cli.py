@@ -56,12 +56,13 @@ def test_report_compares_runs(tmp_path: Path):
     res = run(["report", str(tmp_path / "res"), "--out", str(tmp_path / "rep" / "cmp")])
     assert res.exit_code == 0, res.output
     text = (tmp_path / "rep" / "cmp.md").read_text(encoding="utf-8")
+    assert (tmp_path / "rep" / "cmp.html").is_file() and (tmp_path / "rep" / "cmp.csv").is_file()
     for path in (tmp_path / "res").glob("*/result.json"):
         r = read_result(path)
         mean = r.tasks["xwinograd"].mean_accuracy
         assert f"{100 * mean:.1f} [" in text
         assert f"fake:{r.model['model']}" in text
-    assert "## xwinograd" in text and "| zh " in text
+    assert "## XWinograd per language" in text and "| zh " in text
 
 
 @pytest.mark.parametrize(("model", "adapter", "label"), [

@@ -321,11 +321,12 @@ def test_random_weights_build_the_true_architecture_and_report_it(tmp_path: Path
     assert rec["workload"]["tokenizer"].startswith("stand-in: me5-small")
     assert rec["cost"]["vocab"] == 119_547
     assert rec["max_batch"]["max_batch"] == 2 and rec["max_batch"]["stop_reason"] == "cap"
-    report = CliRunner().invoke(main, ["report", str(out), "--out", str(tmp_path / "r.md")])
+    report = CliRunner().invoke(main, ["report", str(out), "--out", str(tmp_path / "r")])
     assert report.exit_code == 0, report.output
     text = (tmp_path / "r.md").read_text(encoding="utf-8")
-    assert "## Efficiency" in text and "![max batch and examples/s per model](r-efficiency.png)" in text
-    png = tmp_path / "r-efficiency.png"
+    assert "## Efficiency" in text
+    assert "![max batch and examples/s per model (log scale; estimated bars hatched)](r-files/efficiency.png)" in text
+    png = tmp_path / "r-files" / "efficiency.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     point = rec["throughput"][0]
     assert f"{point['examples_per_s']:.2f}" in text  # the table shows the stored value

@@ -43,6 +43,8 @@ class ModelInfo:
     max_length: int | None
     threads: int | None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    base_model: str | None = None  # preset name or hub id of the base the weights came from
+    training: Mapping[str, Any] | None = None  # the adapter's training recipe (harness.models.recipe)
 
 
 @runtime_checkable

@@ -25,6 +25,7 @@ from harness.models.presets import (
     mute_bitsandbytes_kernel_notice,
     resolve_model,
 )
+from harness.models.recipe import read_training_recipe
 
 Loaded = TypeVar("Loaded")
 
@@ -152,6 +153,8 @@ class LoadedModelMixin:
             max_length=self.max_length,
             threads=torch.get_num_threads(),
             notes=self.notes,
+            base_model=self.base.preset or self.base.ref,
+            training=read_training_recipe(self.adapter_dir),
         )
 
     def close(self) -> None:

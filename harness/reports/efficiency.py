@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.efficiency.memory import GB
-from harness.reports.tables import markdown_table
+from harness.reports.document import Block, Figure, Table
 from harness.results.schema import RunResult
 
 
@@ -51,7 +51,7 @@ def _measured_peak(point: dict[str, Any]) -> Any:
     return mem.get("torch_reserved") if mem.get("torch_reserved") is not None else mem.get("rss")
 
 
-def max_batch_table(results: Sequence[RunResult]) -> str:
+def max_batch_table(results: Sequence[RunResult]) -> Table:
     rows = []
     for r in efficiency_results(results):
         e = r.efficiency or {}
@@ -67,12 +67,12 @@ def max_batch_table(results: Sequence[RunResult]) -> str:
             str(mb["stop_reason"]) if mb else "–", _gb(peak), _gb((mb or {}).get("limit_bytes")),
             f"{est['max_pow2']} / {est['max_batch']}" if est else "–",
         ])
-    return markdown_table(["model", "weights", "dtype", "device (profile)", "probe tokens", "max batch (2^k)",
-                           "max batch (exact)", "stop", "peak GB at max", "limit GB",
-                           "estimated max (2^k / exact)"], rows, align="lllllrrlrrr")
+    return Table(["model", "weights", "dtype", "device (profile)", "probe tokens", "max batch (2^k)",
+                  "max batch (exact)", "stop", "peak GB at max", "limit GB", "estimated max (2^k / exact)"], rows,
+                 align="lllllrrlrrr")
 
 
-def throughput_table(results: Sequence[RunResult]) -> str:
+def throughput_table(results: Sequence[RunResult]) -> Table:
     rows = []
     for r in efficiency_results(results):
         e = r.efficiency or {}
@@ -90,12 +90,12 @@ def throughput_table(results: Sequence[RunResult]) -> str:
                 _num(None if p.get("peak_flops") is None else p["peak_flops"] / 1e12, "{:.3g}"),
                 _num(p.get("pct_of_peak"), "{:.1f}%"),
             ])
-    return markdown_table(["model", "batch", "examples/s", "rows/s", "tokens/s", "padded tokens/s",
-                           "latency p50 / p90 / p99 ms", "stdev ms", "first call ms", "iters", "achieved TFLOP/s",
-                           "peak TFLOP/s", "% of peak"], rows, align="ll" + "r" * 11)
+    return Table(["model", "batch", "examples/s", "rows/s", "tokens/s", "padded tokens/s",
+                  "latency p50 / p90 / p99 ms", "stdev ms", "first call ms", "iters", "achieved TFLOP/s",
+                  "peak TFLOP/s", "% of peak"], rows, align="ll" + "r" * 11)
 
 
-def estimate_table(results: Sequence[RunResult]) -> str:
+def estimate_table(results: Sequence[RunResult]) -> Table:
     """Roofline ceilings per batch size; where the same run measured that batch size, the measurement beside it."""
     rows = []
     for r in efficiency_results(results):
@@ -114,13 +114,12 @@ def estimate_table(results: Sequence[RunResult]) -> str:
                 _num(p["padded_tokens_per_s"], "{:.0f}"), _ms(p["seconds_per_batch"]), p["bound"],
                 _gb(mm["weights_bytes"]), _num(mm["per_row_bytes"] / 1e6, "{:.2f}"),
             ])
-    return markdown_table(["model", "device (profile)", "batch", "estimated examples/s (ceiling)",
-                           "measured examples/s", "measured / ceiling", "estimated padded tokens/s",
-                           "estimated ms / batch", "bound", "weights GB", "estimated MB / row"], rows,
-                          align="lllrrrrrlrr")
+    return Table(["model", "device (profile)", "batch", "estimated examples/s (ceiling)", "measured examples/s",
+                  "measured / ceiling", "estimated padded tokens/s", "estimated ms / batch", "bound", "weights GB",
+                  "estimated MB / row"], rows, align="lllrrrrrlrr")
 
 
-def ceilings_table(results: Sequence[RunResult]) -> str:
+def ceilings_table(results: Sequence[RunResult]) -> Table:
     rows = []
     for r in efficiency_results(results):
         e = r.efficiency or {}
@@ -135,8 +134,8 @@ def ceilings_table(results: Sequence[RunResult]) -> str:
             _num(cost.get("parameters", 0) / 1e6, "{:.0f}"),
             _num(cost.get("flops_per_token_at_mean", 0) / 1e9, "{:.3f}"),
         ])
-    return markdown_table(["model", "device", "peak bf16 TFLOP/s", "peak fp32 TFLOP/s", "bandwidth GB/s",
-                           "memory GB", "params (M)", "GFLOPs / token (mean row)"], rows, align="llrrrrrr")
+    return Table(["model", "device", "peak bf16 TFLOP/s", "peak fp32 TFLOP/s", "bandwidth GB/s", "memory GB",
+                  "params (M)", "GFLOPs / token (mean row)"], rows, align="llrrrrrr")
 
 
 def environment_lines(results: Sequence[RunResult]) -> list[str]:
@@ -152,24 +151,36 @@ def environment_lines(results: Sequence[RunResult]) -> list[str]:
     return lines
 
 
-def efficiency_section(results: Sequence[RunResult], plot: str | None = None) -> str:
-    """The Markdown efficiency section (empty string when no result has an efficiency record)."""
+INTRO = ("Max batch: doubling until out of memory, then the exact boundary, at each task's longest input (warm-up + "
+         "forwards per probe as recorded). Estimates come from the analytic memory model and a roofline; they are "
+         "labelled estimated and never mixed with measurements.")
+
+
+def efficiency_blocks(results: Sequence[RunResult], plot: Path | None = None) -> list[Block]:
+    """The efficiency part of a report (empty when no result has an efficiency record)."""
     eff = efficiency_results(results)
     if not eff:
-        return ""
-    parts = ["## Efficiency", "",
-             "Max batch: doubling until out of memory, then the exact boundary, at each task's longest input "
-             "(warm-up + forwards per probe as recorded). Estimates come from the analytic memory model and a "
-             "roofline; they are labelled estimated and never mixed with measurements.", "",
-             max_batch_table(eff), ""]
+        return []
+    blocks: list[Block] = [INTRO, max_batch_table(eff)]
     if any((r.efficiency or {}).get("throughput") for r in eff):
-        parts += ["### Throughput and latency (measured)", "", throughput_table(eff), ""]
+        blocks += ["**Throughput and latency (measured).**", throughput_table(eff)]
     if any((r.efficiency or {}).get("estimate") for r in eff):
-        parts += ["### Estimated ceilings (analytic: roofline over the same batches)", "", estimate_table(eff), ""]
-    parts += ["### Devices and models", "", ceilings_table(eff), "", "Environment:", "", *environment_lines(eff), ""]
-    if plot:
-        parts += [f"![max batch and examples/s per model]({plot})", ""]
-    return "\n".join(parts)
+        blocks += ["**Estimated ceilings** (analytic: roofline over the same batches).", estimate_table(eff)]
+    blocks += ["**Devices and models.**", ceilings_table(eff), "Environment:", *environment_lines(eff)]
+    if plot is not None:
+        blocks.append(Figure(plot, "max batch and examples/s per model (log scale; estimated bars hatched)"))
+    return blocks
+
+
+def efficiency_section(results: Sequence[RunResult]) -> str:
+    """The efficiency part as Markdown (what `bench efficiency` prints)."""
+    from harness.reports.document import ReportDoc, Section
+    from harness.reports.markdown import render_markdown
+
+    blocks = efficiency_blocks(results)
+    if not blocks:
+        return ""
+    return render_markdown(ReportDoc("", sections=[Section("Efficiency", blocks)]), with_title=False)
 
 
 def efficiency_plot(results: Sequence[RunResult], path: Path) -> Path | None:

@@ -1,0 +1,347 @@
+"""`bench report`: what a comparison report says, built from result files (accuracy runs and efficiency runs).
+
+Sections: the main table in the paper's shape; the published reference in its own block (and deltas for runs
+of a published model, never mixed into measured rows); paired model-vs-model significance on the examples two
+runs share; ablations (runs that differ in one recorded training setting); per-language tables and heatmaps;
+accuracy vs parameters; accuracy vs throughput (Pareto); efficiency. Renderers turn the `ReportDoc` into
+Markdown or HTML; the tidy long table goes to CSV / parquet.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.models.recipe import ABLATION_SETTINGS, describe_recipe, read_training_recipe
+from harness.reports.document import Block, Figure, ReportDoc, Section, Table
+from harness.reports.tables import model_label
+from harness.reports.tidy import LabelledRun, reference_table, tidy_frame
+from harness.results.schema import RunResult
+
+TASK_NAMES = {"xcopa": "XCOPA", "xnli": "XNLI", "xstorycloze": "XStoryCloze", "xwinograd": "XWinograd"}
+TASK_ORDER = ("xcopa", "xnli", "xstorycloze", "xwinograd")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    title: str = "statement-bench report"
+    reference: str | None = "seed"
+    gpu_price_per_hour: float | None = None  # for the accuracy-per-dollar Pareto chart
+    bootstrap: int = 2000
+    seed: int = 0
+    figures_dir: Path | None = None  # where PNGs go; None = no figures (stdout-only report)
+
+
+@dataclass
+class BuiltReport:
+    doc: ReportDoc
+    tidy: pd.DataFrame
+    figures: list[Path] = field(default_factory=list)
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------------
+
+def pct(value: float | None) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
+
+
+def _interval(low: float, high: float) -> str:
+    return f"[{100 * low:.1f}, {100 * high:.1f}]" if math.isfinite(low) and math.isfinite(high) else ""
+
+
+def _params(n: Any) -> str:
+    if n is None or (isinstance(n, float) and not math.isfinite(n)):
+        return "–"
+    n = float(n)
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+
+
+def recipe_of(result: RunResult) -> dict[str, Any] | None:
+    """The training recipe a result records; older result files: read from the adapter directory it names."""
+    recorded = result.model.get("training")
+    if isinstance(recorded, dict):
+        return recorded
+    return read_training_recipe(result.model.get("adapter"))
+
+
+def label_runs(results: Sequence[tuple[RunResult, Path]]) -> list[LabelledRun]:
+    """Unique labels: the model label, with the run id appended where two runs share one."""
+    labels = [model_label(r) for r, _ in results]
+    runs = []
+    for (r, path), label in zip(results, labels, strict=True):
+        if labels.count(label) > 1:
+            label = f"{label} ({r.run_id[-12:]})"
+        samples = str(path.parent / r.samples_file) if r.samples_file else None
+        runs.append(LabelledRun(label, r, samples))
+    return runs
+
+
+def _tasks(runs: Sequence[LabelledRun]) -> list[str]:
+    present = {t for run in runs for t in run.result.tasks}
+    return [t for t in TASK_ORDER if t in present] + sorted(present - set(TASK_ORDER))
+
+
+# -- sections --------------------------------------------------------------------------------------------------------
+
+def main_table(runs: Sequence[LabelledRun], tasks: Sequence[str]) -> Table:
+    """Rows = models; per task: mean accuracy [95% CI] (languages, examples); the best of each column in bold."""
+    best = {t: max((run.result.tasks[t].mean_accuracy for run in runs if t in run.result.tasks
+                    and math.isfinite(run.result.tasks[t].mean_accuracy)), default=math.nan) for t in tasks}
+    rows = []
+    for run in runs:
+        r = run.result
+        row = [run.label, _params(r.model.get("num_parameters")), str(r.model.get("backend", "")), _recipe_cell(r)]
+        for t in tasks:
+            tr = r.tasks.get(t)
+            if tr is None:
+                row.append("")
+                continue
+            cell = (f"{pct(tr.mean_accuracy)} {_interval(tr.mean_ci95_low, tr.mean_ci95_high)} "
+                    f"({tr.n_languages} langs, n={tr.n_examples:,})")
+            row.append(f"**{cell}**" if len(runs) > 1 and tr.mean_accuracy == best[t] else cell)
+        rows.append(row)
+    return Table(["model", "parameters", "backend", "training recipe", *[TASK_NAMES.get(t, t) for t in tasks]],
+                 rows, align="lrll" + "r" * len(tasks),
+                 caption="Accuracy (%): unweighted mean over languages [95% interval] (languages, examples); "
+                         "best measured value per column in bold.")
+
+
+def _recipe_cell(result: RunResult) -> str:
+    """The training recipe, or how an untuned model was scored (zero-shot prompts of a causal LM, a base encoder)."""
+    recipe = recipe_of(result)
+    if recipe:
+        return describe_recipe(recipe)
+    prompts = sorted({t.prompt for t in result.tasks.values()})
+    if result.model.get("backend") == "encoder":
+        return "none (base encoder, statements)"
+    return f"zero-shot, {', '.join(prompts)} prompts" if prompts else "zero-shot"
+
+
+def _matches(row: dict[str, Any], result: RunResult) -> bool:
+    """A run of a published model: its preset or base model, statement-tuned when the published one is."""
+    names = {str(result.model.get("model")), str(result.model.get("base_model"))}
+    recipe = recipe_of(result)
+    if recipe:
+        names.add(str(recipe.get("base_model")))
+    if not names & (set(row["presets"]) | set(row["hub_ids"])):
+        return False
+    return row["kind"] == "causal" or recipe is not None
+
+
+def reference_blocks(runs: Sequence[LabelledRun], tasks: Sequence[str], name: str) -> list[Block]:
+    ref = reference_table(name)
+    ref_tasks = [t for t in TASK_ORDER if t in ref["tasks"]]
+    rows = [[row["model"], _params(row["parameters"]), row["recipe"],
+             *[f"{row['scores'][t]:.2f}" for t in ref_tasks]] for row in ref["rows"]]
+    blocks: list[Block] = [
+        f"{ref['title']}. {ref['metric']}. Citation: {ref['citation']}. {ref['caveat']} "
+        "These numbers are quoted, not measured here, and are never mixed into the measured tables.",
+        Table(["published model", "parameters", "recipe", *[TASK_NAMES[t] for t in ref_tasks]], rows,
+              align="lrl" + "r" * len(ref_tasks), caption=f"Published reference ({name})")]
+    deltas = []
+    for run in runs:
+        for row in ref["rows"]:
+            if not _matches(row, run.result):
+                continue
+            cells = []
+            for t in ref_tasks:
+                tr = run.result.tasks.get(t)
+                cells.append("" if tr is None else f"{100 * tr.mean_accuracy - row['scores'][t]:+.2f}")
+            deltas.append([run.label, row["model"], *cells])
+    if deltas:
+        blocks.append(Table(["measured run", "published model", *[f"Δ {TASK_NAMES[t]}" for t in ref_tasks]],
+                            deltas, align="ll" + "r" * len(ref_tasks),
+                            caption="Measured minus published (points); the run's data or language set may differ"))
+    else:
+        blocks.append("No measured run is a published model (matching is by preset or base model; a published "
+                      "encoder matches only a statement-tuned run of it).")
+    return blocks
+
+
+def paired_blocks(runs: Sequence[LabelledRun], options: ReportOptions,
+                  cache: dict[tuple[str, str], list[Any]]) -> list[Block]:
+    comparisons: list[tuple[str, str, Any]] = []
+    with_samples = [run for run in runs if run.samples_path and Path(run.samples_path).is_file()]
+    for i, a in enumerate(with_samples):
+        for b in with_samples[i + 1:]:
+            comparisons.extend((a.label, b.label, c) for c in _paired(a, b, options, cache))
+    if not comparisons:
+        return ["No two runs scored the same examples."]
+    rows = [[TASK_NAMES.get(c.task, c.task), la, lb, f"{c.n:,}", pct(c.acc_a), pct(c.acc_b),
+             f"{100 * c.diff:+.1f}", f"[{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}]", str(c.only_a),
+             str(c.only_b), _p(c.p_mcnemar)] for la, lb, c in comparisons]
+    return [f"Pairs of runs on the examples both scored. Δ = A − B in points, unweighted over languages; interval: "
+            f"paired bootstrap within languages ({options.bootstrap} resamples, seed {options.seed}); p: exact "
+            "McNemar on the discordant examples (A right only / B right only).",
+            Table(["task", "A", "B", "shared examples", "A %", "B %", "Δ", "95% interval", "A only", "B only",
+                   "McNemar p"], rows, align="lllrrrrrrrr")]
+
+
+def _p(p: float) -> str:
+    return "<1e-4" if p < 1e-4 else f"{p:.3g}"
+
+
+def _paired(a: LabelledRun, b: LabelledRun, options: ReportOptions,
+            cache: dict[tuple[str, str], list[Any]]) -> list[Any]:
+    from harness.reports.paired import compare_runs, correct_by_example
+
+    key = (a.result.run_id, b.result.run_id)
+    if key not in cache:
+        assert a.samples_path and b.samples_path
+        cache[key] = compare_runs(correct_by_example(Path(a.samples_path)), correct_by_example(Path(b.samples_path)),
+                                  a.label, b.label, resamples=options.bootstrap, seed=options.seed)
+    return cache[key]
+
+
+def ablation_blocks(runs: Sequence[LabelledRun], tasks: Sequence[str], options: ReportOptions,
+                    cache: dict[tuple[str, str], list[Any]]) -> list[Block]:
+    """Runs whose recorded recipes differ in exactly one setting, lined up against the first of them."""
+    recipes = [(run, recipe_of(run.result)) for run in runs]
+    tuned = [(run, rec) for run, rec in recipes if rec]
+    blocks: list[Block] = []
+    for setting in ABLATION_SETTINGS:
+        families: dict[tuple[Any, ...], list[tuple[LabelledRun, dict[str, Any]]]] = {}
+        for run, rec in tuned:
+            rest = tuple(str(rec.get(s)) for s in ABLATION_SETTINGS if s != setting)
+            families.setdefault(rest, []).append((run, rec))
+        for family in families.values():
+            if len({str(rec.get(setting)) for _, rec in family}) < 2:
+                continue
+            base_run = family[0][0]
+            rows = []
+            for run, rec in family:
+                row = [str(rec.get(setting)), run.label]
+                for t in tasks:
+                    tr = run.result.tasks.get(t)
+                    row.append("" if tr is None else f"{pct(tr.mean_accuracy)} "
+                               f"{_interval(tr.mean_ci95_low, tr.mean_ci95_high)}")
+                    row.append(_delta(base_run, run, t, options, cache))
+                rows.append(row)
+            headers = [setting.replace("_", " "), "run"]
+            for t in tasks:
+                headers += [TASK_NAMES.get(t, t), "Δ vs first [95%], p"]
+            blocks += [f"**{setting.replace('_', ' ')}** varies; every other recorded setting is equal "
+                       f"({describe_recipe(family[0][1])}).",
+                       Table(headers, rows, align="ll" + "r" * (2 * len(tasks)))]
+    return blocks or ["No two statement-tuned runs differ in exactly one recorded training setting."]
+
+
+def _delta(base: LabelledRun, run: LabelledRun, task: str, options: ReportOptions,
+           cache: dict[tuple[str, str], list[Any]]) -> str:
+    if run is base:
+        return "(reference)"
+    if not (base.samples_path and run.samples_path and Path(base.samples_path).is_file()
+            and Path(run.samples_path).is_file()):
+        return ""
+    for c in _paired(run, base, options, cache):
+        if c.task == task:
+            return f"{100 * c.diff:+.1f} [{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}], p={_p(c.p_mcnemar)}"
+    return ""
+
+
+def language_blocks(runs: Sequence[LabelledRun], task: str, tidy: pd.DataFrame,
+                    figures_dir: Path | None, figures: list[Path]) -> list[Block]:
+    present = [run for run in runs if task in run.result.tasks]
+    languages = list(dict.fromkeys(lang for run in present for lang in run.result.tasks[task].languages))
+    rows = []
+    for lang in languages:
+        row = [lang]
+        for run in present:
+            lr = run.result.tasks[task].languages.get(lang)
+            row.append("" if lr is None else f"{pct(lr.accuracy)} {_interval(lr.ci95_low, lr.ci95_high)} (n={lr.n})")
+        rows.append(row)
+    blocks: list[Block] = [Table(["language", *[run.label for run in present]], rows)]
+    if figures_dir is not None:
+        from harness.reports.plots import language_heatmap
+
+        path = language_heatmap(tidy, task, figures_dir / f"heatmap-{task}.png")
+        if path is not None:
+            figures.append(path)
+            blocks.append(Figure(path, f"{TASK_NAMES.get(task, task)}: accuracy (%) per model and language"))
+    return blocks
+
+
+def throughput_frame(runs: Sequence[LabelledRun], efficiency: Sequence[RunResult]) -> pd.DataFrame:
+    """Examples/s per accuracy-run label: the efficiency record of the same model (measured at its max batch, else
+    the estimate's ceiling)."""
+    by_model = {str(run.result.model.get("model")): run.label for run in runs}
+    rows = []
+    for r in efficiency:
+        e = r.efficiency or {}
+        name = str(e.get("model", {}).get("model") or r.model.get("model"))
+        label = by_model.get(name)
+        if label is None:
+            continue
+        measured = [p for p in e.get("throughput") or [] if "examples_per_s" in p]
+        estimated = [p for p in (e.get("estimate") or {}).get("throughput") or [] if "examples_per_s" in p]
+        points, is_estimate = (measured, False) if measured else (estimated, True)
+        if not points:
+            continue
+        best = max(points, key=lambda p: p["examples_per_s"])
+        device = str(e.get("device", {}).get("profile", {}).get("name", "?"))
+        rows.append({"model": label, "device": device, "examples_per_s": float(best["examples_per_s"]),
+                     "estimated": is_estimate})
+    return pd.DataFrame(rows, columns=["model", "device", "examples_per_s", "estimated"])
+
+
+# -- the report ------------------------------------------------------------------------------------------------------
+
+def build_report(results: Sequence[tuple[RunResult, Path]], options: ReportOptions) -> BuiltReport:
+    """The report document, its tidy table and the figures written (into `options.figures_dir`)."""
+    from harness.reports.efficiency import efficiency_blocks, efficiency_plot, efficiency_results
+
+    accuracy_results = [(r, p) for r, p in results if r.tasks]
+    efficiency = efficiency_results([r for r, _ in results])
+    runs = label_runs(accuracy_results)
+    tasks = _tasks(runs)
+    tidy = tidy_frame(runs, options.reference)
+    figures: list[Path] = []
+    fig_dir = options.figures_dir
+    doc = ReportDoc(options.title, intro=[
+        f"{len(runs)} accuracy run(s), {len(efficiency)} efficiency record(s). Accuracy is the unweighted mean "
+        "over languages with its 95% interval; the tidy long table (model, task, language, metric, value, n, "
+        "ci_low, ci_high) is in the CSV."])
+    cache: dict[tuple[str, str], list[Any]] = {}
+    if runs:
+        doc.sections.append(Section("Main results", [main_table(runs, tasks)], anchor="main"))
+    if options.reference:
+        doc.sections.append(Section("Published reference", reference_blocks(runs, tasks, options.reference),
+                                    anchor="reference"))
+    if len(runs) > 1:
+        doc.sections.append(Section("Model vs model (paired)", paired_blocks(runs, options, cache), anchor="paired"))
+        doc.sections.append(Section("Ablations", ablation_blocks(runs, tasks, options, cache), anchor="ablations"))
+    for task in tasks:
+        doc.sections.append(Section(f"{TASK_NAMES.get(task, task)} per language",
+                                    language_blocks(runs, task, tidy, fig_dir, figures), anchor=f"lang-{task}"))
+    if fig_dir is not None and runs:
+        from harness.reports.plots import accuracy_vs_parameters, pareto_accuracy_throughput
+
+        blocks: list[Block] = []
+        path = accuracy_vs_parameters(tidy, fig_dir / "accuracy-vs-parameters.png")
+        if path is not None:
+            figures.append(path)
+            blocks.append(Figure(path, "Mean accuracy vs parameters (log x); published points hollow"))
+        speed = throughput_frame(runs, efficiency)
+        path = pareto_accuracy_throughput(tidy, speed, fig_dir / "pareto.png",
+                                          gpu_price_per_hour=options.gpu_price_per_hour)
+        if path is not None:
+            figures.append(path)
+            per = (f"per US dollar at {options.gpu_price_per_hour:g} $/GPU-hour" if options.gpu_price_per_hour
+                   else "per second")
+            blocks.append(Figure(path, f"Accuracy vs examples {per} (Pareto frontier); estimated speeds marked"))
+        if blocks:
+            doc.sections.append(Section("Accuracy and cost", blocks, anchor="cost"))
+    if efficiency:
+        plot = efficiency_plot(efficiency, fig_dir / "efficiency.png") if fig_dir is not None else None
+        if plot is not None:
+            figures.append(plot)
+        doc.sections.append(Section("Efficiency", efficiency_blocks(efficiency, plot), anchor="efficiency"))
+    notes = sorted({n for r, _ in results for n in r.model.get("notes", []) or []})
+    if notes:
+        doc.sections.append(Section("Notes", [f"- {n}" for n in notes], anchor="notes"))
+    return BuiltReport(doc, tidy, figures)
