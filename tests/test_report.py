@@ -172,3 +172,32 @@ def test_bad_report_options_are_one_line_errors(runs: Path, tmp_path: Path, args
     res = CliRunner().invoke(main, ["report", str(runs), "--out", str(tmp_path / "x"), *args])
     assert res.exit_code == 2 and res.output.startswith("error: ") and needle in res.output, res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_report_on_demo_shaped_results(tmp_path: Path) -> None:
+    """What `make demo` feeds the report, shrunk: the bundled encoder and causal LM on real data, plus a CPU
+    efficiency run of both; every number in the main table and the cost plot comes from those files."""
+    runs, eff = tmp_path / "demo", tmp_path / "demo-efficiency"
+    _run(["run", "--backend", "encoder", "--tasks", "xcopa,xwinograd", "--langs", "it,en,fr", "--limit", "6",
+          "--output", str(runs), "--quiet"])
+    _run(["run", "--backend", "hf", "--model", "smollm2-135m", "--tasks", "xcopa,xwinograd", "--langs", "it,en,fr",
+          "--limit", "6", "--output", str(runs), "--quiet"])
+    _run(["efficiency", "--models", "me5-small-st,smollm2-135m", "--tasks", "xcopa", "--langs", "it", "--limit",
+          "4", "--max-batch", "2", "--batch-sizes", "1", "--min-iters", "1", "--min-seconds", "0",
+          "--output", str(eff)])
+    text, out = _report(tmp_path, runs, eff, extra=("--gpu-price", "1.5"))
+    for path in sorted(runs.rglob("result.json")):
+        r = read_result(path)
+        for tr in r.tasks.values():
+            assert (f"{100 * tr.mean_accuracy:.1f} [{100 * tr.mean_ci95_low:.1f}, {100 * tr.mean_ci95_high:.1f}] "
+                    f"({tr.n_languages} langs, n={tr.n_examples:,})") in text
+    assert "| encoder:me5-small-st " in text and "LoRA on me5-small, 25 langs" in text
+    assert "zero-shot, lm-eval-0.4.13 prompts" in text
+    for path in sorted(eff.rglob("result.json")):
+        e = read_result(path).efficiency
+        assert e is not None
+        point = e["throughput"][0]
+        assert f"| {point['examples_per_s']:.2f} |" in " ".join(text.split())
+    assert (out.parent / "cmp-files" / "pareto.png").is_file()  # accuracy joined with measured examples/s
+    assert out.with_suffix(".html").is_file() and out.with_suffix(".csv").is_file()
