@@ -7,7 +7,7 @@
 #
 #   bash benchmarks/statement_tuning_ablations.sh            # reduced CPU size (below), about 40 min on 2 cores
 #   PER_TASK=1500 STEPS=20000 LIMIT= bash benchmarks/statement_tuning_ablations.sh   # full size, full eval sets
-#   bench report results/ablations/*/eval --out reports/ablations.md
+#   bench report results/ablations/*/eval --out reports/ablations
 set -euo pipefail
 
 MODEL=${MODEL:-me5-small}
