@@ -95,24 +95,26 @@ def two_label(config: Any) -> Any:
     return config
 
 
-def _quiet_meta_build(config: Any, kind: str) -> Any:
+def build_on_meta(config: Any, kind: str) -> Any:
+    """The architecture on the meta device (no memory, no weights), with sdpa attention where the architecture
+    has it (eager otherwise); an unbuildable config is a one-line ModelError."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
+    from harness.models.presets import hf_quiet
+
+    auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
+    config = config if kind == "causal" else two_label(config)
     try:
-        with warnings.catch_warnings(), torch.device("meta"):
+        with hf_quiet(), warnings.catch_warnings(), torch.device("meta"):
             warnings.simplefilter("ignore")
-            if kind == "causal":
-                return AutoModelForCausalLM.from_config(config)
-            return AutoModelForSequenceClassification.from_config(two_label(config))
+            try:
+                return auto.from_config(config, attn_implementation="sdpa")
+            except (ValueError, ImportError):  # no sdpa for this architecture (e.g. DeBERTa-v2)
+                return auto.from_config(config, attn_implementation="eager")
     except Exception as err:  # transformers raises many types for an unbuildable config
         raise ModelError(f"cannot build model_type {getattr(config, 'model_type', '?')!r} from its config: "
                          f"{one_line(err)}") from err
-    finally:
-        hf_logging.set_verbosity(verbosity)
 
 
 def model_cost(config: Any, kind: str, model: Any = None) -> ModelCost:
@@ -120,7 +122,7 @@ def model_cost(config: Any, kind: str, model: Any = None) -> ModelCost:
     import torch
 
     if model is None:
-        model = _quiet_meta_build(config, kind)
+        model = build_on_meta(config, kind)
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     linear = 0
     head = 0

@@ -285,6 +285,12 @@ def detect_cuda_profile(device_name: str, total_memory_bytes: int) -> DeviceProf
     return candidates[0] if candidates else None
 
 
+def profile_of_cuda_device(device: torch.device | int = 0) -> tuple[DeviceProfile | None, str]:
+    """(profile or None, torch's device name) of a CUDA device of this machine."""
+    props = torch.cuda.get_device_properties(device)
+    return detect_cuda_profile(props.name, int(props.total_memory)), str(props.name)
+
+
 # ---------------------------------------------------------------------------------------------- local CPU
 
 _MATMUL_N = 1024  # 2.1 GFLOP per matmul: long enough to time, short enough for a 1 s budget on 2 cores

@@ -145,21 +145,6 @@ def profile_dtype(requested: str, profile: DeviceProfile) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def build_on_meta(config: Any, kind: str) -> Any:
-    """The architecture on the meta device (no memory), with sdpa attention where the architecture has it."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    from harness.models.presets import hf_quiet
-
-    auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
-    config = config if kind == "causal" else two_label(config)
-    with hf_quiet(), torch.device("meta"):
-        try:
-            return auto.from_config(config, attn_implementation="sdpa")
-        except (ValueError, ImportError):
-            return auto.from_config(config, attn_implementation="eager")
-
-
 def attention_impl(model: Any) -> str:
     return str(getattr(model.config, "_attn_implementation", None) or "eager")
 

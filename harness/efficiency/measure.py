@@ -18,13 +18,12 @@ from typing import Any
 import torch
 
 from harness.efficiency.batch_search import MaxBatch, is_out_of_memory, linear_guess, search_max_batch
-from harness.efficiency.cost import ModelCost, model_cost
-from harness.efficiency.devices import DeviceProfile, detect_cuda_profile, get_profile, local_cpu_profile
+from harness.efficiency.cost import ModelCost, build_on_meta, model_cost
+from harness.efficiency.devices import DeviceProfile, get_profile, local_cpu_profile, profile_of_cuda_device
 from harness.efficiency.estimate import estimate_record
 from harness.efficiency.loading import (
     TimedModel,
     attention_impl,
-    build_on_meta,
     check_weights_fit,
     load_random,
     load_real,
@@ -166,18 +165,18 @@ def resolve_profile(spec: MeasureSpec, device: torch.device, dtype: str) -> tupl
     """(profile, mismatch message or None). The measured device's profile, or --gpu's when it names one."""
     here: DeviceProfile | None
     if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        here = detect_cuda_profile(props.name, int(props.total_memory))
+        here, device_name = profile_of_cuda_device(device)
     else:
         here = local_cpu_profile(spec.threads, dtype, spec.memory_limit_bytes, seconds=spec.cpu_profile_seconds)
+        device_name = here.name
     if spec.profile is None:
         if here is None:
-            raise UsageError(f"no device profile matches {torch.cuda.get_device_name(device)}; name one with --gpu")
+            raise UsageError(f"no device profile matches {device_name}; name one with --gpu")
         return here, None
     wanted = get_profile(spec.profile)
     if here is not None and here.key == wanted.key:
         return here, None
-    found = here.name if here is not None else torch.cuda.get_device_name(device)
+    found = here.name if here is not None else device_name
     return wanted, f"--gpu {spec.profile} is {wanted.name}, but this machine's device is {found}"
 
 
@@ -226,13 +225,14 @@ def measure(spec: MeasureSpec, log: Callable[[str], None] = lambda _m: None) -> 
         raise UsageError(f"--seq-len {spec.seq_len} exceeds the input limit of {spec.model} ({max_length} tokens)")
     _, probe_len = probe_rows(workload, spec.seq_len)
     dtype_str = dtype_name(dtype)
+    summary = workload.summary()
     record: dict[str, Any] = {
         "model": dict(tm.info) if tm else {"model": spec.model, "backend": "estimate-only", "dtype": dtype_str},
         "kind": kind, "weights": spec.weights if spec.measure else "none (estimate only)",
-        "workload": {**workload.summary(), "probe_length": probe_len, "probe_row": "longest input"
+        "workload": {**summary, "probe_length": probe_len, "probe_row": "longest input"
                      if spec.seq_len is None else f"--seq-len {spec.seq_len}"},
         "cost": {**cost.as_dict(), "flops_per_token_at_probe": cost.flops_per_token(probe_len),
-                 "flops_per_token_at_mean": cost.flops_per_token(round(workload.summary()["tokens"]["mean"]))},
+                 "flops_per_token_at_mean": cost.flops_per_token(round(summary["tokens"]["mean"]))},
         "settings": {k: v for k, v in asdict(spec).items() if k not in ("model",)},
         "max_batch": None, "throughput": [], "estimate": None, "mode": "measured" if spec.measure else "estimated",
     }

@@ -84,7 +84,6 @@ class MemoryTracker:
 
     device: torch.device
     limit_bytes: int | None = None
-    rss_resettable: bool = True
 
     def __post_init__(self) -> None:
         if self.device.type == "cuda" and self.limit_bytes is not None:
@@ -95,7 +94,7 @@ class MemoryTracker:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
-        self.rss_resettable = reset_peak_rss()
+        reset_peak_rss()
 
     def peak(self) -> dict[str, float | None]:
         out: dict[str, float | None] = {"rss": peak_rss_bytes(), "torch_allocated": None, "torch_reserved": None}

@@ -55,12 +55,11 @@ def local_device_profile_key() -> str:
     """The profile key of this machine's device (first CUDA device, else the local CPU)."""
     import torch
 
-    from harness.efficiency.devices import detect_cuda_profile
+    from harness.efficiency.devices import profile_of_cuda_device
 
     if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        found = detect_cuda_profile(props.name, int(props.total_memory))
-        return found.key if found else f"unknown-gpu:{props.name}"
+        found, name = profile_of_cuda_device(0)
+        return found.key if found else f"unknown-gpu:{name}"
     return "local-cpu"
 
 

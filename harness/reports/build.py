@@ -19,7 +19,7 @@ import pandas as pd
 
 from harness.models.recipe import ABLATION_SETTINGS, describe_recipe, read_training_recipe
 from harness.reports.document import Block, Figure, ReportDoc, Section, Table
-from harness.reports.tables import model_label
+from harness.reports.tables import ci, model_label, pct
 from harness.reports.tidy import LabelledRun, reference_table, tidy_frame
 from harness.results.schema import RunResult
 
@@ -45,14 +45,6 @@ class BuiltReport:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
-
-def pct(value: float | None) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
-
-
-def _interval(low: float, high: float) -> str:
-    return f"[{100 * low:.1f}, {100 * high:.1f}]" if math.isfinite(low) and math.isfinite(high) else ""
-
 
 def _params(n: Any) -> str:
     if n is None or (isinstance(n, float) and not math.isfinite(n)):
@@ -101,7 +93,7 @@ def main_table(runs: Sequence[LabelledRun], tasks: Sequence[str]) -> Table:
             if tr is None:
                 row.append("")
                 continue
-            cell = (f"{pct(tr.mean_accuracy)} {_interval(tr.mean_ci95_low, tr.mean_ci95_high)} "
+            cell = (f"{pct(tr.mean_accuracy)} {ci(tr.mean_ci95_low, tr.mean_ci95_high)} "
                     f"({tr.n_languages} langs, n={tr.n_examples:,})")
             row.append(f"**{cell}**" if len(runs) > 1 and tr.mean_accuracy == best[t] else cell)
         rows.append(row)
@@ -219,7 +211,7 @@ def ablation_blocks(runs: Sequence[LabelledRun], tasks: Sequence[str], options: 
                 for t in tasks:
                     tr = run.result.tasks.get(t)
                     row.append("" if tr is None else f"{pct(tr.mean_accuracy)} "
-                               f"{_interval(tr.mean_ci95_low, tr.mean_ci95_high)}")
+                               f"{ci(tr.mean_ci95_low, tr.mean_ci95_high)}")
                     row.append(_delta(base_run, run, t, options, cache))
                 rows.append(row)
             headers = [setting.replace("_", " "), "run"]
@@ -253,7 +245,7 @@ def language_blocks(runs: Sequence[LabelledRun], task: str, tidy: pd.DataFrame,
         row = [lang]
         for run in present:
             lr = run.result.tasks[task].languages.get(lang)
-            row.append("" if lr is None else f"{pct(lr.accuracy)} {_interval(lr.ci95_low, lr.ci95_high)} (n={lr.n})")
+            row.append("" if lr is None else f"{pct(lr.accuracy)} {ci(lr.ci95_low, lr.ci95_high)} (n={lr.n})")
         rows.append(row)
     blocks: list[Block] = [Table(["language", *[run.label for run in present]], rows)]
     if figures_dir is not None:
