@@ -75,7 +75,14 @@ def main() -> None:
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model directory / hub.")
 @click.option("--tensor-parallel-size", type=int, default=None, help="vLLM: GPUs per model replica (tensor).")
 @click.option("--pipeline-parallel-size", type=int, default=None, help="vLLM: pipeline stages (Ray across nodes).")
-@click.option("--prefix-caching/--no-prefix-caching", default=None, help="vLLM: automatic prefix caching.")
+@click.option("--prefix-caching/--no-prefix-caching", default=None, help="vLLM: automatic prefix caching (default "
+              "off: vLLM does not read it for prompt log-probabilities).")
+@click.option("--max-num-batched-tokens", type=int, default=None, help="vLLM: tokens per engine step (default 4096: "
+              "bounds the memory of full-vocabulary prompt log-probabilities).")
+@click.option("--gpu-memory-utilization", type=float, default=None, help="vLLM: fraction of GPU memory the engine "
+              "may use, in (0, 1] (default: vLLM's).")
+@click.option("--distributed-executor-backend", type=click.Choice(["ray", "mp"]), default=None,
+              help="vLLM: ray (pipeline parallelism across nodes) or mp (one node) (default: vLLM's choice).")
 @click.option("--data-source", type=click.Choice(["packaged", "hub"]), default="packaged", show_default=True,
               help="Packaged copies, or `datasets.load_dataset` from the Hub ids.")
 @click.option("--hub-dir", default=None, help="Local mirror of Hub datasets, laid out by repo id.")
@@ -89,13 +96,22 @@ def run_cmd(backend: str, model: str | None, adapter: str | None, tasks: str, la
             limit: int | None, batch_size: int, seed: int, dtype: str, device: str, threads: int | None,
             max_length: int | None, prompt: str, chat_template: bool, add_bos: bool | None,
             trust_remote_code: bool, tensor_parallel_size: int | None, pipeline_parallel_size: int | None,
-            prefix_caching: bool | None, data_source: str, hub_dir: str | None, xcopa_question: str,
+            prefix_caching: bool | None, max_num_batched_tokens: int | None, gpu_memory_utilization: float | None,
+            distributed_executor_backend: str | None, data_source: str, hub_dir: str | None, xcopa_question: str,
             templates_dir: str | None, output: str, quiet: bool) -> None:
     """Evaluate a model zero-shot on the eval tasks; resumable (re-run the same command)."""
     from harness.reports.tables import run_table
     from harness.runner import RunConfig, execute, plan_run
     from harness.tasks.specs import TASKS
 
+    vllm_only = {"--tensor-parallel-size": tensor_parallel_size, "--pipeline-parallel-size": pipeline_parallel_size,
+                 "--prefix-caching/--no-prefix-caching": prefix_caching,
+                 "--max-num-batched-tokens": max_num_batched_tokens,
+                 "--gpu-memory-utilization": gpu_memory_utilization,
+                 "--distributed-executor-backend": distributed_executor_backend}
+    given = [flag for flag, value in vllm_only.items() if value is not None]
+    if given and backend != "vllm":
+        raise failure(f"{', '.join(given)} apply to --backend vllm only (got --backend {backend})", 2)
     config = RunConfig(
         backend=backend, model=model, adapter=adapter, tasks=_csv(tasks) or tuple(TASKS),
         languages=_csv(langs), split=split, limit=limit, batch_size=batch_size, seed=seed, dtype=dtype,
@@ -103,7 +119,11 @@ def run_cmd(backend: str, model: str | None, adapter: str | None, tasks: str, la
         add_bos=add_bos, trust_remote_code=trust_remote_code,
         backend_options=tuple((k, v) for k, v in (("tensor_parallel_size", tensor_parallel_size),
                                                   ("pipeline_parallel_size", pipeline_parallel_size),
-                                                  ("enable_prefix_caching", prefix_caching)) if v is not None),
+                                                  ("enable_prefix_caching", prefix_caching),
+                                                  ("max_num_batched_tokens", max_num_batched_tokens),
+                                                  ("gpu_memory_utilization", gpu_memory_utilization),
+                                                  ("distributed_executor_backend", distributed_executor_backend))
+                                if v is not None),
         data_source=data_source, hub_dir=hub_dir,
         xcopa_question=xcopa_question, templates_dir=templates_dir, output_dir=output)
     plan = plan_run(config)
@@ -142,8 +162,9 @@ def _ints(value: str | None, option: str) -> tuple[int, ...]:
 @click.option("--tasks", default="xcopa", show_default=True, help="Task(s) whose real inputs are the work.")
 @click.option("--langs", default=ALL, show_default=True, help="Comma-separated languages, or 'all'.")
 @click.option("--limit", type=int, default=None, help="First N examples per language (default: all).")
-@click.option("--gpu", "gpu", default=None, help="Device profile (a100, a100-40gb-pcie, h100, h200, l4, t4, a10g, "
-              "rtx4090, cpu): refused unless this machine has it, or with --estimate.")
+@click.option("--gpu", "gpu", default=None, help="Device profile (a100, h100, h100-nvl, h200, gh200, l40s, l4, t4, "
+              "a10g, a6000, v100, b200, rtx4090, cpu; see `bench list devices`): refused unless this machine has "
+              "it, or with --estimate. Without it a CUDA device with no profile is measured.")
 @click.option("--estimate", is_flag=True, help="Add the analytic estimate (memory model + roofline), labelled "
               "estimated; alone when --gpu names a device this machine does not have.")
 @click.option("--weights", type=click.Choice(["auto", "real", "random"]), default="auto", show_default=True,
@@ -326,6 +347,31 @@ def report_cmd(results: tuple[Path, ...], out: Path | None, formats: str, refere
         click.echo(text)
     for path in written:
         click.echo(f"report: {path}", err=True)
+
+
+@main.command("compare")
+@click.argument("reference", type=click.Path(path_type=Path, exists=True))
+@click.argument("candidate", type=click.Path(path_type=Path, exists=True))
+@click.option("--tolerance", type=click.Choice(["loglik-fp32", "loglik-bf16", "p_true-fp32", "p_true-bf16"]),
+              default=None, help="Default: p_true-fp32 for encoder runs, loglik-fp32 otherwise.")
+@click.option("--subset", is_flag=True, help="The candidate may have scored more examples than the reference.")
+@one_line_errors
+def compare_cmd(reference: Path, candidate: Path, tolerance: str | None, subset: bool) -> None:
+    """Two runs sample by sample: per-sample max |Δ score|, prediction agreement, PASS/FAIL (exit 1 on FAIL)."""
+    from harness.results import compare as cmp
+
+    presets = {t.name: t for t in (cmp.LOGLIK_FP32, cmp.LOGLIK_BF16, cmp.PTRUE_FP32, cmp.PTRUE_BF16)}
+    if tolerance is None:
+        backend = cmp.run_label(reference).get("backend")
+        tolerance = "p_true-fp32" if backend == "encoder" else "loglik-fp32"
+    result = cmp.compare_runs(reference, candidate, presets[tolerance], ids="subset" if subset else "same")
+    click.echo(f"{result.summary()} ({tolerance}: {presets[tolerance].describe()})")
+    for d in result.worst(5):
+        click.echo(f"  {d.example_id}: max |Δ| {d.max_abs_diff:.4g}, predictions {d.prediction_reference} / "
+                   f"{d.prediction_candidate}")
+    click.echo(str(result.verdict))
+    if not result.verdict.passed:
+        raise SystemExit(1)
 
 
 def _register_training() -> None:

@@ -7,9 +7,11 @@ native bf16 support.
 
 from __future__ import annotations
 
+import gc
 import importlib.metadata
 import os
 import platform
+import re
 import sys
 from functools import lru_cache
 
@@ -29,6 +31,11 @@ DTYPE_ALIASES: dict[str, str] = {
     "bf16": "bfloat16", "bfloat16": "bfloat16",
     "fp16": "float16", "float16": "float16",
 }
+#: What torch's runtime errors say when an allocation fails: the caching allocators ("CUDA out of memory.",
+#: "CUDA error: out of memory", HIP / XPU / MPS alike), the CPU allocator (c10 alloc_cpu.cpp: "DefaultCPUAllocator:
+#: can't allocate memory", "... not enough memory" on Windows) and the CUDA libraries' own allocation statuses
+#: (CUBLAS_STATUS_ALLOC_FAILED, CUDNN_STATUS_ALLOC_FAILED, CUSOLVER_STATUS_ALLOC_FAILED, CUFFT_ALLOC_FAILED).
+_OOM_MESSAGE = re.compile(r"out of memory|can't allocate memory|not enough memory|_ALLOC_FAILED", re.IGNORECASE)
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
 }
@@ -97,7 +104,7 @@ def resolve_device(requested: str) -> torch.device:
 
 
 def resolve_dtype(requested: str, device: torch.device | str) -> torch.dtype:
-    """``auto``: cuda -> bf16 if supported else fp16; cpu -> bf16 only with native bf16 (see module doc),
+    """``auto``: cuda -> bf16 if native (not emulated) else fp16; cpu -> bf16 only with native bf16 (see module doc),
     else fp32. Explicit fp32 / bf16 are honoured; fp16 on CPU is refused (slow, many CPU kernels lack it)."""
     name = DTYPE_ALIASES.get((requested or "").strip().lower())
     if name is None:
@@ -105,11 +112,43 @@ def resolve_dtype(requested: str, device: torch.device | str) -> torch.dtype:
     device_type = torch.device(device).type
     if name == "auto":
         if device_type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.bfloat16 if cuda_has_native_bf16() else torch.float16
         return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
     if name == "float16" and device_type == "cpu":
         raise UsageError("--dtype fp16 is not supported on CPU; use fp32 or bf16 (or --dtype auto)")
     return _DTYPES[name]
+
+
+def cuda_has_native_bf16() -> bool:
+    """bf16 in hardware (compute capability >= 8, or ROCm). Plain ``torch.cuda.is_bf16_supported()`` also says
+    True on a T4/V100, where bf16 is emulated and slow (torch 2.13 torch/cuda/__init__.py: the default
+    ``including_emulation=True`` tries to create a bf16 tensor). Checks torch's current device."""
+    return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+
+
+def precision_note(dtype: torch.dtype, device: torch.device | str) -> str | None:
+    """A note for the result file when an explicitly chosen dtype runs emulated (bf16 on a pre-Ampere GPU)."""
+    if torch.device(device).type == "cuda" and dtype == torch.bfloat16 and not cuda_has_native_bf16():
+        return "bf16 on a GPU without native bf16 (compute capability < 8): emulated, slow; fp16 is native here"
+    return None
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """An allocation failure a smaller batch may avoid: ``torch.OutOfMemoryError`` (the caching allocator's
+    "CUDA out of memory. Tried to allocate ..."), or one of the RuntimeError forms: ``AcceleratorError`` "CUDA
+    error: out of memory" (cudaErrorMemoryAllocation), a CUDA library failing to allocate its workspace, HIP/MPS,
+    and the CPU allocator (as accelerate's ``should_reduce_batch_size``, plus the libraries' ALLOC_FAILED)."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and _OOM_MESSAGE.search(str(err)) is not None
+
+
+def release_memory(device: torch.device | str) -> None:
+    """Collect garbage (tensors held in reference cycles) and return cached CUDA blocks to the driver. Call it
+    after leaving an ``except`` block: inside it the traceback still holds the failed call's tensors."""
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def dtype_name(dtype: torch.dtype) -> str:

@@ -10,7 +10,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,6 +103,7 @@ def plan_run(config: RunConfig) -> RunPlan:
         raise UsageError(f"--limit {config.limit}: must be a positive number of examples per language")
     if config.batch_size < 1:
         raise UsageError(f"--batch-size {config.batch_size}: must be at least 1")
+    _check_output_dir(config.output_dir)
     for task in config.tasks:
         get_task(task)
     if config.languages is not None:
@@ -127,14 +128,44 @@ def plan_run(config: RunConfig) -> RunPlan:
     return RunPlan(config, example_sets, templates, options)
 
 
+def _check_output_dir(output_dir: str) -> None:
+    """``--output`` must be (or become) a directory: an existing file there, or above it, is a usage error."""
+    path = Path(output_dir).expanduser()
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                where = "" if candidate == path else f" ({candidate} is a file)"
+                raise UsageError(f"--output {output_dir}: not a directory{where}; give a directory for the "
+                                 "run folders")
+            return
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(text.rstrip("/")).name or text).strip("-")[:48] or "model"
 
 
-def run_identity(plan: RunPlan, model: dict[str, Any], prompt: str) -> dict[str, Any]:
+def _device_type(description: str) -> str:
+    """``cuda`` from ``cuda:0 (NVIDIA H100)`` / ``cuda (vLLM)``, ``cpu`` from ``cpu (AMD EPYC, 2 threads)``."""
+    return re.split(r"[\s:(]", description.strip(), maxsplit=1)[0] or "unknown"
+
+
+def numerics_identity(model: Mapping[str, Any], numerics: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Device type plus a backend's ``numerics`` (autocast, packing): CPU autocast bf16 and CUDA bf16 weights
+    score differently, so they must not share a run. None for the CPU default (packing on, or no packing), so
+    the ids of CPU runs made before this field existed stay the same (on CPU autocast = bf16, already in dtype)."""
+    block = {"device": _device_type(str(model.get("device") or "")), **(numerics or {})}
+    if block["device"] == "cpu" and block.get("packing", True) is True:
+        return None
+    return block
+
+
+def run_identity(plan: RunPlan, model: dict[str, Any], prompt: str,
+                 numerics: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Everything that changes the scores; equal identity = same run directory = resumable."""
     cfg = plan.config
+    extra = numerics_identity(model, numerics)
     return {
+        **({"numerics": extra} if extra is not None else {}),
         "schema_version": IDENTITY_SCHEMA,
         "backend": model["backend"], "model": model["model"], "revision": model["revision"],
         "adapter": model["adapter"], "dtype": model["dtype"], "max_length": model["max_length"],
@@ -308,7 +339,8 @@ def execute(plan: RunPlan, backend: Backend | None = None, *, show_progress: boo
         prompt = f"{builder.version}+{backend_prompt}" if backend_prompt else builder.version
     load_seconds = time.perf_counter() - started
     model = asdict(backend.info())
-    identity = run_identity(plan, model, prompt)
+    numerics = getattr(backend, "numerics", None)  # backends that have choices beyond device and dtype
+    identity = run_identity(plan, model, prompt, numerics if isinstance(numerics, Mapping) else None)
     run_id = run_id_for(identity)
     run_dir = Path(cfg.output_dir) / run_id
     with run_lock(run_dir):

@@ -164,3 +164,24 @@ def test_bad_model_path_for_encoder(tmp_path: Path):
                "--langs", "et", "--limit", "2", "--output", str(tmp_path / "o")])
     _one_line_error(res, 4, "no-such-model", "does not exist")
     assert not (tmp_path / "o").exists()
+
+
+def test_run_output_that_is_a_file_is_one_line(tmp_path: Path):
+    existing = tmp_path / "results.json"
+    existing.write_text("{}\n", encoding="utf-8")
+    res = CliRunner().invoke(main, ["run", "--backend", "fake", "--tasks", "xcopa", "--langs", "et", "--limit", "3",
+                                    "--output", str(existing), "--quiet"])
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --output ") and str(existing) in lines[0], res.output
+    assert "Traceback" not in res.output and existing.read_text(encoding="utf-8") == "{}\n"
+
+
+def test_vllm_only_options_are_refused_on_other_backends(tmp_path: Path):
+    res = CliRunner().invoke(main, ["run", "--backend", "hf", "--tasks", "xcopa", "--langs", "et", "--limit", "2",
+                                    "--gpu-memory-utilization", "0.5", "--tensor-parallel-size", "2",
+                                    "--output", str(tmp_path / "o"), "--quiet"])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip() == ("error: --tensor-parallel-size, --gpu-memory-utilization apply to --backend vllm "
+                                  "only (got --backend hf)")
+    assert not (tmp_path / "o").exists()

@@ -137,3 +137,39 @@ def test_environment_is_json_and_complete() -> None:
                              "statement-bench"}
     assert packages["torch"] == torch.__version__.split("+")[0] or packages["torch"] == torch.__version__
     assert env["torch_threads"] == torch.get_num_threads()
+
+
+def _t4(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pre-Ampere GPU (T4/V100): bf16 only through emulation, as torch.cuda.is_bf16_supported reports it."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+
+
+def test_auto_dtype_on_cuda_needs_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    _t4(monkeypatch)
+    assert dev.resolve_dtype("auto", "cuda") == torch.float16  # emulated bf16 is not "supported"
+    assert dev.precision_note(torch.float16, torch.device("cuda")) is None
+
+
+def test_explicit_bf16_on_emulated_gpu_is_kept_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    _t4(monkeypatch)
+    assert dev.resolve_dtype("bf16", "cuda") == torch.bfloat16
+    note = dev.precision_note(torch.bfloat16, torch.device("cuda:0"))
+    assert note is not None and "emulat" in note and "\n" not in note
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert dev.precision_note(torch.bfloat16, torch.device("cuda")) is None  # Ampere+: native
+    assert dev.precision_note(torch.bfloat16, torch.device("cpu")) is None  # CPU notes come from the backends
+
+
+@pytest.mark.parametrize(("err", "oom"), [
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
+    (RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB"), True),  # torch < 1.13 raised RuntimeError
+    (torch.AcceleratorError("CUDA error: out of memory"), True),  # cudaErrorMemoryAllocation via C10_CUDA_CHECK
+    (RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"), True),
+    (RuntimeError("HIP out of memory. Tried to allocate 1.00 GiB"), True),
+    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes"), True),
+    (RuntimeError("mat1 and mat2 shapes cannot be multiplied"), False),
+    (ValueError("out of memory"), False),
+    (MemoryError(), False),
+])
+def test_is_out_of_memory(err: BaseException, oom: bool) -> None:
+    assert dev.is_out_of_memory(err) is oom

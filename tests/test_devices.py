@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+import torch
+from click.testing import CliRunner
 
+from harness.cli import main
 from harness.efficiency import devices
 from harness.efficiency.devices import (
     ALIASES,
@@ -14,14 +20,20 @@ from harness.efficiency.devices import (
     detect_cuda_profile,
     get_profile,
     local_cpu_profile,
+    measured_peaks_for,
     profile_table,
 )
+from harness.efficiency.measure import resolve_profile
+from harness.efficiency.spec import MeasureSpec
 from harness.errors import UsageError
 
 GiB = 2**30
 REQUIRED = (
     "a100-40gb-sxm", "a100-80gb-sxm", "a100-40gb-pcie", "a100-80gb-pcie",
     "h100-sxm", "h100-pcie", "h200-sxm", "l4", "t4", "a10g", "rtx4090",
+    # issue 13 item 7: cards that were refused after the model loaded
+    "h100-nvl", "h200-nvl", "gh200-96gb", "l40s", "rtx-a6000", "v100-32gb-sxm2", "v100-16gb-sxm2",
+    "v100-32gb-pcie", "v100-16gb-pcie", "b200",
 )
 
 
@@ -63,6 +75,12 @@ def test_no_unexpected_profiles() -> None:
         ("l4", 121e12, 30.3e12, 300e9, 24),
         ("a10g", 70e12, 35e12, 600e9, 24),
         ("rtx4090", 165.2e12, 82.6e12, 1008e9, 24),
+        ("h100-nvl", 835.5e12, 60e12, 3.9e12, 94),
+        ("h200-nvl", 835.5e12, 60e12, 4.8e12, 141),
+        ("gh200-96gb", 989.5e12, 67e12, 4.0e12, 96),
+        ("l40s", 362.05e12, 91.6e12, 864e9, 48),
+        ("rtx-a6000", 154.8e12, 38.7e12, 768e9, 48),
+        ("b200", 2250e12, 75e12, 7.7e12, 180),
     ],
 )
 def test_datasheet_values(key: str, bf16: float, fp32: float, bandwidth: float, memory_gb: int) -> None:
@@ -100,6 +118,27 @@ def test_t4_has_no_bf16() -> None:
     assert t4.peak_for("bfloat16") is None
     assert t4.peak_for("fp16") == 65e12
     assert t4.peak_for("float32") == 8.1e12
+
+
+@pytest.mark.parametrize(
+    ("key", "fp16", "fp32", "memory_gb"),
+    [("v100-32gb-sxm2", 125e12, 15.7e12, 32), ("v100-16gb-sxm2", 125e12, 15.7e12, 16),
+     ("v100-32gb-pcie", 112e12, 14e12, 32), ("v100-16gb-pcie", 112e12, 14e12, 16)],
+)
+def test_v100_has_fp16_tensor_cores_and_no_bf16(key: str, fp16: float, fp32: float, memory_gb: int) -> None:
+    v100 = PROFILES[key]
+    assert v100.peak_for("bf16") is None and "no bfloat16" in v100.source
+    assert v100.peak_for("fp16") == fp16 and v100.peak_for("fp32") == fp32
+    assert v100.bandwidth_bytes_per_s == 900e9 and v100.memory_bytes == memory_gb * GiB
+    assert "volta-v100-datasheet" in v100.source
+
+
+def test_new_profiles_say_where_each_figure_comes_from() -> None:
+    assert "UNCERTAIN" in PROFILES["b200"].source and "hgx" in PROFILES["b200"].source
+    assert "sparsity figure halved" in PROFILES["h100-nvl"].source
+    assert "grace-hopper-superchip" in PROFILES["gh200-96gb"].source and "96GB HBM3" in PROFILES["gh200-96gb"].source
+    assert "l40s-datasheet" in PROFILES["l40s"].source
+    assert "ga-102" in PROFILES["rtx-a6000"].source and "FP32 accumulate" in PROFILES["rtx-a6000"].source
 
 
 def test_float32_is_plain_fp32_not_tf32() -> None:
@@ -148,6 +187,9 @@ def test_profile_is_frozen_and_copies_its_peaks() -> None:
         ("a100-40gb", "a100-40gb-sxm"), ("A100-40GB-PCIE", "a100-40gb-pcie"), ("h100", "h100-sxm"),
         ("H100-PCIe", "h100-pcie"), ("h200", "h200-sxm"), ("L4", "l4"), ("t4", "t4"), ("A10G", "a10g"),
         ("rtx4090", "rtx4090"), ("4090", "rtx4090"), ("RTX 4090", "rtx4090"), ("  h100_sxm ", "h100-sxm"),
+        ("H100 NVL", "h100-nvl"), ("h200-nvl", "h200-nvl"), ("GH200", "gh200-96gb"), ("L40S", "l40s"),
+        ("A6000", "rtx-a6000"), ("RTX A6000", "rtx-a6000"), ("v100", "v100-32gb-sxm2"),
+        ("V100-16GB", "v100-16gb-sxm2"), ("v100-pcie", "v100-32gb-pcie"), ("B200", "b200"),
     ],
 )
 def test_get_profile_keys_and_aliases(name: str, key: str) -> None:
@@ -161,10 +203,10 @@ def test_every_alias_points_at_a_profile() -> None:
 
 def test_unknown_profile_is_a_one_line_usage_error() -> None:
     with pytest.raises(UsageError) as info:
-        get_profile("b200")
+        get_profile("mi300x")
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith("--gpu 'b200' is not a known device profile; choose one of:")
+    assert message.startswith("--gpu 'mi300x' is not a known device profile; choose one of:")
     for key in (*REQUIRED, "cpu"):
         assert key in message
     assert info.value.exit_code == 2
@@ -194,6 +236,16 @@ def test_get_profile_cpu_measures_this_machine(monkeypatch: pytest.MonkeyPatch) 
         ("Tesla T4", 15_655_829_504, "t4"),
         ("NVIDIA A10G", 23_609_475_072, "a10g"),
         ("NVIDIA GeForce RTX 4090", 25_393_692_672, "rtx4090"),
+        ("NVIDIA H100 NVL", 100_485_038_080, "h100-nvl"),
+        ("NVIDIA H200 NVL", 150_121_545_728, "h200-nvl"),
+        ("NVIDIA GH200 480GB", 102_005_473_280, "gh200-96gb"),
+        ("NVIDIA L40S", 48_305_799_168, "l40s"),
+        ("NVIDIA RTX A6000", 51_033_931_776, "rtx-a6000"),
+        ("Tesla V100-SXM2-32GB", 34_089_730_048, "v100-32gb-sxm2"),
+        ("Tesla V100-SXM2-16GB", 16_945_512_448, "v100-16gb-sxm2"),
+        ("Tesla V100-PCIE-32GB", 34_089_730_048, "v100-32gb-pcie"),
+        ("Tesla V100-PCIE-16GB", 16_945_512_448, "v100-16gb-pcie"),
+        ("NVIDIA B200", 191_503_564_800, "b200"),
     ],
 )
 def test_detect_cuda_profile_real_names(device_name: str, total_memory: int, key: str) -> None:
@@ -211,12 +263,25 @@ def test_detect_uses_memory_when_the_name_has_no_size() -> None:
 @pytest.mark.parametrize(
     "device_name",
     [
-        "NVIDIA B200", "NVIDIA L40S", "NVIDIA A10", "NVIDIA RTX A6000", "NVIDIA H100 NVL", "NVIDIA GH200 480GB",
-        "NVIDIA GeForce RTX 4090 Laptop GPU", "NVIDIA GeForce RTX 4090 D", "", "AMD Instinct MI300X",
+        "NVIDIA A10", "NVIDIA L40", "NVIDIA GB200", "Tesla V100S-PCIE-32GB", "Tesla V100-FHHL-16GB",
+        "Tesla V100-SXM3-32GB", "NVIDIA GeForce RTX 4090 Laptop GPU", "NVIDIA GeForce RTX 4090 D", "",
+        "AMD Instinct MI300X",
     ],
 )
 def test_detect_unknown_or_different_part_is_none(device_name: str) -> None:
     assert detect_cuda_profile(device_name, 80 * GiB) is None
+
+
+@pytest.mark.parametrize(
+    ("device_name", "total_memory"),
+    [
+        ("NVIDIA GH200 144G HBM3e", 153_931_627_520),  # the HBM3e GH200: other memory and bandwidth
+        ("NVIDIA A100-SXM4-80GB MIG 1g.10gb", 10_200_547_328),  # a seventh of the GPU
+        ("NVIDIA B200", 80 * GiB),
+    ],
+)
+def test_detect_refuses_a_match_whose_memory_is_another_part(device_name: str, total_memory: int) -> None:
+    assert detect_cuda_profile(device_name, total_memory) is None
 
 
 # ---------------------------------------------------------------------------------------------- local CPU
@@ -261,6 +326,115 @@ def test_local_cpu_profile_rejects_bad_arguments() -> None:
         local_cpu_profile(threads=1, dtype="int8", seconds=0.2)
 
 
+# ---------------------------------------------------------------------------------------------- measured peaks
+
+
+class FakeKernels:
+    """Stands in for a CUDA device's matmul and copy: every call "takes" a fixed time, so the measured peaks are
+    exactly work / time."""
+
+    def __init__(self, matmul_s: dict[str, float], copy_s: float) -> None:
+        self.matmul_s, self.copy_s = matmul_s, copy_s
+        self.calls: list[tuple[str, int]] = []
+
+    def matmul(self, dtype: str, n: int) -> Callable[[], float]:
+        self.calls.append((dtype, n))
+        return lambda: self.matmul_s[dtype]
+
+    def copy(self, nbytes: int) -> Callable[[], float]:
+        self.calls.append(("copy", nbytes))
+        return lambda: self.copy_s
+
+
+def fake_cuda(monkeypatch: pytest.MonkeyPatch, name: str, total_memory: int, major: int,
+              kernels: FakeKernels) -> None:
+    props = SimpleNamespace(name=name, total_memory=total_memory, major=major, minor=0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: props)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    monkeypatch.setattr(devices, "peak_kernels", lambda device: kernels)
+
+
+N = 8192  # the CUDA matmul size
+COPY = 512 * 2**20
+
+
+def test_unknown_cuda_device_gets_a_measured_profile_not_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    kernels = FakeKernels({"bfloat16": 0.002, "float16": 0.002, "float32": 0.05}, copy_s=0.001)
+    fake_cuda(monkeypatch, "NVIDIA RTX PRO 6000 Blackwell Server Edition", 102_005_473_280, 12, kernels)
+    spec = MeasureSpec(model="x", cpu_profile_seconds=0.03)
+    profile, mismatch = resolve_profile(spec, torch.device("cuda", 0), "bfloat16")
+    assert mismatch is None
+    assert profile.key == "local-gpu" and profile.kind == "gpu" and profile.measured
+    assert profile.name == "NVIDIA RTX PRO 6000 Blackwell Server Edition (no datasheet profile)"
+    assert profile.memory_bytes == 102_005_473_280
+    assert profile.peak_for("bf16") == 2.0 * N**3 / 0.002
+    assert profile.peak_for("fp16") == 2.0 * N**3 / 0.002
+    assert profile.peak_for("fp32") == 2.0 * N**3 / 0.05
+    assert profile.bandwidth_bytes_per_s == 2.0 * COPY / 0.001
+    assert "measured on this machine" in profile.source and "CUDA events" in profile.source
+    assert ("copy", COPY) in kernels.calls and ("bfloat16", N) in kernels.calls
+    # the record shows the measured profile's own peaks as its measurement
+    measured = measured_peaks_for(profile, torch.device("cuda", 0), "bfloat16")
+    assert measured is not None and measured.peak_flops == profile.peak_flops
+
+
+def test_pre_ampere_unknown_device_measures_no_bf16_unless_the_run_uses_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    kernels = FakeKernels({"bfloat16": 1.0, "float16": 0.01, "float32": 0.1}, copy_s=0.01)
+    fake_cuda(monkeypatch, "Quadro GV100", 34_359_738_368, 7, kernels)
+    profile, _ = resolve_profile(MeasureSpec(model="x", cpu_profile_seconds=0.03), torch.device("cuda", 0), "float16")
+    assert set(profile.peak_flops) == {"float16", "float32"}
+    profile, _ = resolve_profile(MeasureSpec(model="x", cpu_profile_seconds=0.03), torch.device("cuda", 0), "bfloat16")
+    assert profile.peak_for("bf16") == 2.0 * N**3 / 1.0
+
+
+def test_known_cuda_device_is_measured_beside_its_datasheet(monkeypatch: pytest.MonkeyPatch) -> None:
+    kernels = FakeKernels({"bfloat16": 0.0015, "float16": 0.0015, "float32": 0.02}, copy_s=0.0004)
+    fake_cuda(monkeypatch, "NVIDIA L40S", 48_305_799_168, 8, kernels)
+    profile, mismatch = resolve_profile(MeasureSpec(model="x"), torch.device("cuda", 0), "bfloat16")
+    assert profile is PROFILES["l40s"] and mismatch is None  # the datasheet profile, not a measurement
+    measured = measured_peaks_for(profile, torch.device("cuda", 0), "bfloat16", seconds=0.03)
+    assert measured is not None
+    assert measured.peak_flops == {"bfloat16": 2.0 * N**3 / 0.0015, "float16": 2.0 * N**3 / 0.0015,
+                                   "float32": 2.0 * N**3 / 0.02}
+    assert measured.bandwidth_bytes_per_s == 2.0 * COPY / 0.0004
+    assert measured.as_dict()["method"].startswith("measured on this machine")
+
+
+def test_no_measured_peaks_for_an_estimate_or_when_memory_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert measured_peaks_for(PROFILES["h100-sxm"], torch.device("cpu")) is None  # estimate-only
+
+    class Full(FakeKernels):
+        def matmul(self, dtype: str, n: int) -> Callable[[], float]:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 128.00 MiB")
+
+    fake_cuda(monkeypatch, "NVIDIA H100 80GB HBM3", 85_520_809_984, 9, Full({}, 1.0))
+    assert measured_peaks_for(PROFILES["h100-sxm"], torch.device("cuda", 0), seconds=0.01) is None
+    from harness.errors import ModelError
+
+    with pytest.raises(ModelError, match=r"^cannot measure the peaks of NVIDIA H100 80GB HBM3: out of memory"):
+        devices.measured_cuda_profile(torch.device("cuda", 0), seconds=0.01)
+
+
+def test_ceilings_table_shows_measured_peaks_beside_the_datasheet() -> None:
+    from harness.reports.efficiency import ceilings_table
+    from harness.results.schema import RunResult
+
+    l40s = PROFILES["l40s"]
+    record: dict[str, Any] = {
+        "model": {"model": "m"}, "cost": {"parameters": 1e6, "flops_per_token_at_mean": 1e9},
+        "device": {"profile": {**dataclasses.asdict(l40s), "peak_flops": dict(l40s.peak_flops)},
+                   "measured_peaks": {"peak_flops": {"bfloat16": 301.25e12, "float32": 80.5e12},
+                                      "bandwidth_bytes_per_s": 790e9, "method": "measured"}}}
+    old = {**record, "device": {"profile": record["device"]["profile"]}}  # a record from before the measurement
+    runs = [RunResult("1.2", r, {}, {"model": "m"}, {}, {}, "", efficiency=e) for r, e in (("a", record), ("b", old))]
+    table = ceilings_table(runs)
+    assert table.headers[2:8] == ["peak bf16 TFLOP/s (profile)", "measured bf16 TFLOP/s",
+                                  "peak fp32 TFLOP/s (profile)", "measured fp32 TFLOP/s",
+                                  "bandwidth GB/s (profile)", "measured GB/s"]
+    assert table.rows[0][2:8] == ["362.1", "301.2", "91.6", "80.5", "864", "790"]
+    assert table.rows[1][2:8] == ["362.1", "–", "91.6", "–", "864", "–"]
+
+
 # ---------------------------------------------------------------------------------------------- table
 
 
@@ -280,3 +454,18 @@ def test_profile_table_rows() -> None:
     }
     assert by_key["t4"]["bf16_tflops"] is None
     assert by_key["h200-sxm"]["memory_gb"] == 141.0
+
+
+def test_bench_list_devices_lists_the_added_cards() -> None:
+    result = CliRunner().invoke(main, ["list", "devices"])
+    assert result.exit_code == 0, result.output
+    for key, name in (("h100-nvl", "NVIDIA H100 NVL 94GB"), ("h200-nvl", "NVIDIA H200 NVL 141GB"),
+                      ("gh200-96gb", "NVIDIA GH200 96GB HBM3"), ("l40s", "NVIDIA L40S"),
+                      ("rtx-a6000", "NVIDIA RTX A6000"), ("v100-32gb-sxm2", "NVIDIA V100 SXM2 32GB"),
+                      ("v100-16gb-sxm2", "NVIDIA V100 SXM2 16GB"), ("v100-32gb-pcie", "NVIDIA V100 PCIe 32GB"),
+                      ("v100-16gb-pcie", "NVIDIA V100 PCIe 16GB"), ("b200", "NVIDIA B200 180GB")):
+        assert f"| {key} " in result.output and name in result.output
+        assert f"{key}: {PROFILES[key].source}" in result.output
+    flat = " ".join(result.output.split())
+    assert "| 362.1 | 362.1 | 91.6 |" in flat  # L40S bf16 / fp16 / fp32 dense TFLOP/s
+    assert "| – | 125 | 15.7 |" in flat  # V100 SXM2: no bf16

@@ -176,8 +176,8 @@ def test_a_profile_this_machine_lacks_is_refused_without_estimate() -> None:
         plan_efficiency(["me5-small-st"], base, "out")
     plan = plan_efficiency(["mdeberta-v3-base"], replace(base, estimate=True), "out")
     assert [s.measure for s in plan.specs] == [False]
-    with pytest.raises(UsageError, match="--gpu 'b200' is not a known device profile"):
-        plan_efficiency(["me5-small-st"], replace(base, profile="b200"), "out")
+    with pytest.raises(UsageError, match="--gpu 'mi300x' is not a known device profile"):
+        plan_efficiency(["me5-small-st"], replace(base, profile="mi300x"), "out")
 
 
 def test_plan_checks_models_and_weights() -> None:

@@ -320,3 +320,68 @@ def test_unloadable_local_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(ModelError) as err:
         EncoderBackend(BackendConfig(model=str(d)))
     assert str(err.value).startswith(f"cannot load model {d} from {d}: ") and "\n" not in str(err.value)
+
+
+def test_bf16_on_an_emulating_gpu_is_kept_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A T4/V100 (bf16 emulated), faked: --dtype bf16 is honoured and noted; --dtype auto takes fp16."""
+    from types import SimpleNamespace
+
+    from harness.backends import encoder as encoder_module
+    from harness.models.presets import ResolvedModel
+
+    def fake_load(self: EncoderBackend, base: ResolvedModel, adapter: str | None) -> tuple[object, object, list[str]]:
+        model = torch.nn.Linear(2, 2)
+        model.config = SimpleNamespace(max_position_embeddings=512, model_type="bert")  # type: ignore[assignment]
+        return SimpleNamespace(model_max_length=512, pad_token_id=0), model, []
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    monkeypatch.setattr(encoder_module, "resolve_device", lambda _: torch.device("cuda"))
+    monkeypatch.setattr(encoder_module, "resolve_base_and_adapter", lambda *a: (
+        ResolvedModel(ref="tiny", path="/nonexistent/tiny", is_local=True, revision="test"), None))
+    monkeypatch.setattr(EncoderBackend, "_load", fake_load)
+    bf16 = EncoderBackend(BackendConfig(model="tiny", dtype="bf16", device="cuda"))
+    assert bf16.dtype == torch.bfloat16 and not bf16._autocast
+    assert any("emulated" in n for n in bf16.notes), bf16.notes
+    auto = EncoderBackend(BackendConfig(model="tiny", dtype="auto", device="cuda"))
+    assert auto.dtype == torch.float16 and not any("emulated" in n for n in auto.notes)
+
+
+def test_cuda_out_of_memory_halves_the_batch_after_leaving_the_except(minilm: EncoderBackend,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA an out-of-memory forward is retried at half the batch, after the except block (so the failed
+    forward's tensors can be freed), with the same scores; on CPU, or at batch 1, it is a one-line ScoreError."""
+    import sys
+
+    from harness.backends import encoder as encoder_module
+    from harness.errors import ScoreError
+
+    texts = [f"Statement number {i} is {'true' if i % 2 else 'false'}." for i in range(10)]
+    expected = [s.value for s in minilm.score(reqs(texts))]
+    backend = EncoderBackend(BackendConfig(model="minilm-l6", dtype="fp32", device="cpu", batch_size=8))
+    original = EncoderBackend._forward
+    sizes: list[int] = []
+    released: list[object] = []
+
+    def forward(self: EncoderBackend, batch: list[dict[str, list[int]]]) -> torch.Tensor:
+        sizes.append(len(batch))
+        if len(batch) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        self.device = torch.device("cpu")
+        try:
+            return original(self, batch)
+        finally:
+            self.device = torch.device("cuda")
+
+    monkeypatch.setattr(EncoderBackend, "_forward", forward)
+    monkeypatch.setattr(encoder_module, "release_memory", lambda device: released.append(sys.exc_info()[1]))
+    backend.device = torch.device("cuda")
+    got = [s.value for s in backend.score(reqs(texts))]
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert sizes[:3] == [8, 4, 2] and set(sizes[3:]) == {2} and released == [None, None]
+    assert backend.batch_size == 2 and backend.notes[-1] == "CUDA out of memory at batch 4: continued at batch 2"
+
+    backend.device = torch.device("cpu")
+    with pytest.raises(ScoreError, match=r"^out of memory scoring 2 statement\(s\) on cpu: CUDA out of memory"):
+        monkeypatch.setattr(EncoderBackend, "_forward", lambda self, batch: (_ for _ in ()).throw(
+            torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")))
+        backend.score(reqs(["a", "b"]))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends.base import BackendConfig
+from harness.backends.base import BackendConfig, ModelInfo
 from harness.backends.fake import FakeBackend
 from harness.results.schema import read_result, result_to_dict
 from harness.runner import RunConfig, execute, plan_run
@@ -188,3 +188,61 @@ def test_loglikelihood_path_records_requests_and_acc_norm(tmp_path: Path):
     expected = sum(row["prediction_norm"] == row["gold"] for row in rows if row["task"] == "xcopa") / 10
     assert et.acc_norm == pytest.approx(expected)
     assert r.tasks["xwinograd"].mean_acc_norm is not None
+
+
+class _DeviceBackend(FakeBackend):
+    """The fake backend as if it ran on `device` in `dtype`, with the hf backend's `numerics`."""
+
+    def __init__(self, device: str, dtype: str = "bfloat16", **numerics: bool) -> None:
+        super().__init__(BackendConfig(model="length"))
+        self._device, self._dtype, self._numerics = device, dtype, numerics
+
+    def info(self) -> ModelInfo:
+        return replace(super().info(), device=self._device, dtype=self._dtype)
+
+    @property
+    def numerics(self) -> dict[str, bool]:
+        return dict(self._numerics)
+
+
+def _run_id(tmp_path: Path, backend: FakeBackend) -> str:
+    cfg = RunConfig(backend="fake", model="length", tasks=("xcopa",), languages=("et",), limit=3,
+                    output_dir=str(tmp_path))
+    return execute(plan_run(cfg), backend, show_progress=False, environment=fixed_env).result.run_id
+
+
+def test_run_id_separates_cpu_autocast_from_cuda_bf16(tmp_path: Path):
+    cpu = _run_id(tmp_path, _DeviceBackend("cpu (Test CPU, 2 threads)", autocast=True, packing=True))
+    cuda = _run_id(tmp_path, _DeviceBackend("cuda:0 (NVIDIA T4)", autocast=False, packing=True))
+    assert cpu != cuda
+    assert _run_id(tmp_path, _DeviceBackend("cuda:1 (NVIDIA H100 80GB HBM3)", autocast=False, packing=True)) == cuda
+    unpacked = _run_id(tmp_path, _DeviceBackend("cpu (Test CPU, 2 threads)", autocast=True, packing=False))
+    assert unpacked not in (cpu, cuda)
+
+
+def test_cpu_run_identity_keeps_its_legacy_fields():
+    """Run ids of CPU runs (packing on or not applicable) did not change: no extra identity field."""
+    from harness.runner import run_identity
+
+    plan = plan_run(RunConfig(backend="fake", tasks=("xcopa",), languages=("et",), limit=3))
+    legacy = {"schema_version", "backend", "model", "revision", "adapter", "dtype", "max_length", "seed", "limit",
+              "xcopa_question", "prompt", "chat_template", "add_bos", "templates", "data"}
+    model = {"backend": "fake", "model": "m", "revision": None, "adapter": None, "dtype": "bfloat16",
+             "max_length": None, "device": "cpu (Test CPU, 2 threads)"}
+    assert set(run_identity(plan, model, "statements")) == legacy
+    assert set(run_identity(plan, model, "statements", {"autocast": True, "packing": True})) == legacy
+    cuda = run_identity(plan, {**model, "device": "cuda:0 (NVIDIA H100)"}, "statements", {"autocast": False})
+    assert cuda["numerics"] == {"device": "cuda", "autocast": False}
+
+
+@pytest.mark.parametrize("where", ["file", "under-file"])
+def test_output_that_is_a_file_is_a_usage_error_before_loading(tmp_path: Path, where: str):
+    from harness.errors import UsageError
+
+    existing = tmp_path / "results.txt"
+    existing.write_text("not a directory\n", encoding="utf-8")
+    output = existing if where == "file" else existing / "sub"
+    with pytest.raises(UsageError) as err:
+        plan_run(RunConfig(backend="fake", tasks=("xcopa",), languages=("et",), limit=3, output_dir=str(output)))
+    message = str(err.value)
+    assert message.startswith("--output") and str(existing) in message and "\n" not in message

@@ -27,7 +27,14 @@ from harness.backends.model_loading import (
     resolve_base_and_adapter,
 )
 from harness.core import Request, RequestKind, Score, StatementRequest
-from harness.device import cpu_has_fast_bf16, resolve_device, resolve_dtype
+from harness.device import (
+    cpu_has_fast_bf16,
+    is_out_of_memory,
+    precision_note,
+    release_memory,
+    resolve_device,
+    resolve_dtype,
+)
 from harness.errors import ModelError, ScoreError, UsageError, one_line
 from harness.models.presets import DEFAULT_ENCODER, DEFAULT_ENCODER_BASE, UNTRAINED_HEAD_NOTE, ResolvedModel
 
@@ -82,6 +89,9 @@ class EncoderBackend(LoadedModelMixin):
             notes.append("bf16 autocast on CPU over fp32 weights")
         elif self.device.type == "cpu" and config.dtype.strip().lower() == "auto" and not cpu_has_fast_bf16():
             notes.append("CPU lacks avx512_bf16/AMX: fp32 chosen (bf16 would be slower)")
+        emulated = precision_note(self.dtype, self.device)
+        if emulated:
+            notes.append(emulated)
         self.notes = tuple(dict.fromkeys(notes))  # de-duplicated, in order
         self.revision = model_revision(base, self.model, adapter_dir)
         self.num_parameters = sum(p.numel() for p in self.model.parameters())
@@ -175,6 +185,11 @@ class EncoderBackend(LoadedModelMixin):
 
     # -- Backend protocol ------------------------------------------------------------------------------------
 
+    @property
+    def numerics(self) -> dict[str, bool]:
+        """How the scores are computed beyond device and dtype (part of the run identity, see the runner)."""
+        return {"autocast": self._autocast}
+
     def _encode(self, texts: list[str]) -> tuple[list[dict[str, list[int]]], list[int]]:
         """Per text: the (possibly truncated) encoding and the untruncated token count."""
         full = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
@@ -226,13 +241,29 @@ class EncoderBackend(LoadedModelMixin):
         # longest first (stable: equal lengths keep input order), so each batch pads little
         order = sorted(range(len(texts)), key=lambda i: -len(encodings[i]["input_ids"]))
         values = [math.nan] * len(texts)
-        bs = self.batch_size
+        start = 0
         with torch.inference_mode():
-            for start in range(0, len(order), bs):
-                idx = order[start:start + bs]
-                probs = self._forward([encodings[i] for i in idx]).tolist()
-                for i, p in zip(idx, probs, strict=True):
-                    values[i] = float(p)
+            while start < len(order):
+                idx = order[start:start + self.batch_size]
+                try:
+                    probs = self._forward([encodings[i] for i in idx]).tolist()
+                except RuntimeError as err:  # torch.OutOfMemoryError, AcceleratorError, cuBLAS alloc failures
+                    if not is_out_of_memory(err):
+                        raise
+                    if self.device.type != "cuda" or len(idx) == 1:
+                        raise ScoreError(f"out of memory scoring {len(idx)} statement(s) on {self.device}: "
+                                         f"{one_line(err)}") from err
+                else:
+                    for i, p in zip(idx, probs, strict=True):
+                        values[i] = float(p)
+                    start += len(idx)
+                    continue
+                # out of the except block, so the failed forward's tensors are gone and the cache can be emptied;
+                # then retry the same statements at half the batch (kept for the rest of the run, and recorded)
+                release_memory(self.device)
+                self.batch_size = max(1, len(idx) // 2)
+                self.notes = (*self.notes, f"CUDA out of memory at batch {len(idx)}: continued at batch "
+                                           f"{self.batch_size}")
         bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
         if bad:
             raise ScoreError(f"encoder returned NaN/inf scores for {len(bad)} statement(s), "

@@ -24,8 +24,10 @@ numbers are comparable with lm-eval's ``acc`` / ``acc_norm``; the compute is org
 - **Batch size.** With ``options["auto_batch"]`` (default True) a batch holds as many rows as fit a token
   budget (rows x padded length <= ``options["token_budget"]``, default 4096 on CPU, 65536 on CUDA), re-derived
   for every batch because the padded length shrinks as the sorted rows get shorter; a row shorter than 80% of
-  the batch's first (longest) row starts the next batch, so padding stays under 20%; ``config.batch_size``
-  caps the rows. On CUDA an out-of-memory error halves the budget and retries the batch (down to one row).
+  the batch's first (longest) row starts the next batch, so padding stays under 20%; on CPU ``config.batch_size``
+  also caps the rows (on CUDA the budget alone decides: a cap of 32 rows would use ~2% of it). On CUDA an
+  out-of-memory error (after the failed batch's tensors are released) halves the batch and retries it (down to
+  one row).
   With ``auto_batch=False`` every batch has exactly ``config.batch_size`` rows.
 - **Truncation.** Like lm-eval: when context + continuation exceed ``max_length + 1`` tokens the window keeps
   the last ``max_length + 1`` tokens (left truncation); the score is flagged ``truncated``.
@@ -60,7 +62,14 @@ from harness.backends.model_loading import (
     resolve_base_and_adapter,
 )
 from harness.core import Request, RequestKind, Score
-from harness.device import cpu_has_fast_bf16, resolve_device, resolve_dtype
+from harness.device import (
+    cpu_has_fast_bf16,
+    is_out_of_memory,
+    precision_note,
+    release_memory,
+    resolve_device,
+    resolve_dtype,
+)
 from harness.errors import ModelError, ScoreError, UsageError, one_line
 from harness.models import presets
 from harness.models.presets import ResolvedModel
@@ -84,6 +93,28 @@ _FALLBACK_MODEL = "gemma3-270m"
 _PACK_MIN_SHARED = 8
 _PACK_MAX_MEMBERS = 16
 _PACK_MAX_LENGTH = 1024
+#: load-time checks: log-probs compared in the packing check reach about this magnitude (tail of the vocab)
+_LOGPROB_MAGNITUDE = 32.0
+
+
+@dataclass(frozen=True)
+class _Tolerance:
+    """How far the load-time checks let two computations of the same logits differ."""
+
+    head: float  # relative to max |logit| + 1 (`_check_head`)
+    pack_max: float  # absolute, on float32 log-probs (`_check_packing`)
+    pack_mean: float
+
+
+def _check_tolerances(dtype: torch.dtype) -> _Tolerance:
+    """fp32 weights give the same numbers (1e-3, as always). Half-precision weights round every value to
+    ``eps`` (bf16 2**-7, fp16 2**-10) relative, so the floor 1e-3 is below one bf16 ulp: the head check allows
+    4 ulps relative (both sides rounded, plus a different matmul shape); the packing check, whose attention
+    kernel differs in every layer, 12 ulps (max) and 0.4 ulp (mean) at a log-prob of magnitude 32, i.e. bf16
+    3.0 / 0.1 (the values used before) and fp16 8x less. A wrong mask or position moves log-probs far more."""
+    eps = torch.finfo(dtype).eps
+    return _Tolerance(head=max(1e-3, 4 * eps), pack_max=max(1e-3, 12 * _LOGPROB_MAGNITUDE * eps),
+                      pack_mean=max(1e-3, 0.4 * _LOGPROB_MAGNITUDE * eps))
 
 
 def default_model() -> str:
@@ -211,6 +242,7 @@ class HFCausalBackend(LoadedModelMixin):
         if self.token_budget < 1:
             raise UsageError(f"backend option token_budget must be positive (got {budget!r})")
         self._retry_oom = self.device.type == "cuda"  # halve the batch on CUDA out-of-memory
+        self._cap_rows = self.device.type != "cuda"  # auto batch: config.batch_size caps the rows on CPU only
         notes: list[str] = []
 
         base, adapter_dir = resolve_base_and_adapter(config.model, config.adapter, default_model())
@@ -252,7 +284,11 @@ class HFCausalBackend(LoadedModelMixin):
             notes.append("bf16 autocast on CPU over fp32 weights")
         elif self.device.type == "cpu" and config.dtype.strip().lower() == "auto" and not cpu_has_fast_bf16():
             notes.append("CPU lacks avx512_bf16/AMX: fp32 chosen (bf16 would be slower)")
-        batching = (f"auto batch: <= {self.token_budget} tokens and <= {self.batch_size} rows per batch"
+        emulated = precision_note(self.dtype, self.device)
+        if emulated:
+            notes.append(emulated)
+        rows_cap = f" and <= {self.batch_size} rows" if self._cap_rows else ""
+        batching = (f"auto batch: <= {self.token_budget} tokens{rows_cap} per batch"
                     if self.auto_batch else f"fixed batch size {self.batch_size}")
         notes.append(batching)
         self.notes = tuple(dict.fromkeys(notes))
@@ -370,6 +406,7 @@ class HFCausalBackend(LoadedModelMixin):
         mask = torch.ones_like(ids)
         keep = torch.zeros_like(ids, dtype=torch.bool)
         keep[0, 1:] = True
+        tol = _check_tolerances(next(self.model.parameters()).dtype).head
         with torch.inference_mode():
             reference = self.model(input_ids=ids, attention_mask=mask, use_cache=False).logits[0, 1:].float()
             scale = float(reference.abs().max()) + 1.0
@@ -378,7 +415,7 @@ class HFCausalBackend(LoadedModelMixin):
                     got = self._head_inputs(ids, mask, keep, mode).float()
                 except Exception:  # an unsupported path falls through to the next one
                     continue
-                if got.shape == reference.shape and float((got - reference).abs().max()) <= 1e-3 * scale:
+                if got.shape == reference.shape and float((got - reference).abs().max()) <= tol * scale:
                     return mode
         raise ModelError(f"model {self.ref}: cannot compute continuation-only logits (neither logits_to_keep "
                          "nor base model + output embeddings reproduce the model's logits)")
@@ -400,8 +437,8 @@ class HFCausalBackend(LoadedModelMixin):
             return False
         # fp32 weights (always on CPU; the check runs without autocast): the same numbers. Half-precision CUDA
         # weights: the same up to rounding (a wrong mask or wrong positions move every later log-prob a lot).
-        exact = next(self.model.parameters()).dtype == torch.float32
-        max_tol, mean_tol = (1e-3, 1e-3) if exact else (3.0, 0.1)
+        tol = _check_tolerances(next(self.model.parameters()).dtype)
+        max_tol, mean_tol = tol.pack_max, tol.pack_mean
         autocast, self._autocast = self._autocast, False
         probe = self._probe_tokens()
         first, second = tuple(probe[:12]), tuple(probe[:6]) + tuple(reversed(probe[6:12]))
@@ -414,7 +451,7 @@ class HFCausalBackend(LoadedModelMixin):
                     ids = torch.tensor([member], dtype=torch.long, device=self.device)
                     logits = self.model(input_ids=ids, use_cache=False).logits[0]
                     diff = (got[member] - torch.log_softmax(logits.float(), dim=-1)).abs()
-                    if float(diff.max()) > max_tol or float(diff.mean()) > mean_tol:
+                    if not (float(diff.max()) <= max_tol and float(diff.mean()) <= mean_tol):  # NaN fails too
                         return False
         except Exception:  # a model whose attention rejects custom 4D masks: no packing
             return False
@@ -467,6 +504,11 @@ class HFCausalBackend(LoadedModelMixin):
     def prompt_version(self) -> str | None:
         return self.encoder.prompt_version
 
+    @property
+    def numerics(self) -> dict[str, bool]:
+        """How the scores are computed beyond device and dtype (part of the run identity, see the runner)."""
+        return {"autocast": self._autocast, "packing": self._packing}
+
     # -- scoring ---------------------------------------------------------------------------------------------
 
     def _unit(self, context_enc: list[int], continuation_enc: list[int], where: str) -> _Unit:
@@ -512,7 +554,8 @@ class HFCausalBackend(LoadedModelMixin):
         while i < len(rows):
             if self.auto_batch:
                 width = rows[i].length
-                n = max(1, min(self.batch_size, self.token_budget // max(width, 1)))
+                fit = self.token_budget // max(width, 1)
+                n = max(1, min(self.batch_size, fit) if self._cap_rows else fit)
                 # padding-aware: a batch only takes rows at least _MIN_FILL of its width long
                 n = next((k for k in range(1, n) if i + k < len(rows) and rows[i + k].length < _MIN_FILL * width), n)
             else:
@@ -583,16 +626,20 @@ class HFCausalBackend(LoadedModelMixin):
                 batch = pending.pop(0)
                 try:
                     results.update(self._run_batch(batch, needed))
-                except torch.OutOfMemoryError as err:
+                    continue
+                except RuntimeError as err:  # torch.OutOfMemoryError, AcceleratorError, cuBLAS alloc failures
+                    if not is_out_of_memory(err):
+                        raise
                     if not self._retry_oom or len(batch) == 1:
                         raise ScoreError(f"out of memory scoring {len(batch)} row(s) of {batch[0].length} tokens "
                                          f"on {self.device}: {one_line(err)}") from err
-                    if self.device.type == "cuda":
-                        torch.cuda.empty_cache()
-                    half = max(1, len(batch) // 2)
-                    self.token_budget = max(1, half * batch[0].length)
-                    self.batch_size = max(1, min(self.batch_size, half))
-                    pending = self._batches([row for b in [batch, *pending] for row in b])
+                # out of the except block: the traceback (and the failed forward's tensors) is gone, so emptying
+                # the cache can return that memory (inside it, nothing would be freed)
+                release_memory(self.device)
+                half = max(1, len(batch) // 2)
+                self.token_budget = max(1, half * batch[0].length)
+                self.batch_size = max(1, min(self.batch_size, half))
+                pending = self._batches([row for b in [batch, *pending] for row in b])
         # re-key from owners to the units' own inputs
         mapped: dict[_Key, tuple[float, bool]] = {}
         for u in units:

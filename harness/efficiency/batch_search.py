@@ -27,16 +27,13 @@ class OutOfMemory(Exception):
 
 
 def is_out_of_memory(err: BaseException) -> bool:
-    """torch's OutOfMemoryError (CUDA), allocator RuntimeErrors that say so, MemoryError, or our OutOfMemory."""
+    """A failed probe: our OutOfMemory (CPU ``--memory-limit``), MemoryError, or any allocation failure torch
+    raises (`harness.device.is_out_of_memory`, the one place that knows torch's messages)."""
     if isinstance(err, OutOfMemory | MemoryError):
         return True
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return False
-    if isinstance(err, torch.OutOfMemoryError):
-        return True
-    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+    from harness.device import is_out_of_memory as torch_out_of_memory  # imports torch: only once a probe failed
+
+    return torch_out_of_memory(err)
 
 
 @dataclass(frozen=True)
@@ -83,22 +80,27 @@ def search_max_batch(try_batch: Callable[[int], object], *, cap: int,
 
     Doubling from 1 finds the largest power of two; the exact value is then binary-searched between it and the
     first batch that failed (or ``cap`` when nothing failed: the stop reason is then ``cap``). ``cleanup`` runs
-    after every out-of-memory failure (free caches before the next probe). ``try_batch`` may return the batch's
-    measured peak memory (bytes), kept in the probe for ``next_probe``.
+    after every out-of-memory failure, once the error and its traceback are released (free caches before the
+    next probe). ``try_batch`` may return the batch's measured peak memory (bytes), kept in the probe for
+    ``next_probe``.
     """
     if cap < 1:
         raise ValueError(f"cap must be at least 1 (got {cap})")
     probes: list[BatchProbe] = []
 
     def fits(n: int) -> bool:
+        failure: str | None = None
         try:
             peak = try_batch(n)
         except BaseException as err:
             if not is_oom(err):
                 raise
+            failure = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        if failure is not None:
+            # only now, past the except block, are the traceback's frames (and the failed batch's tensors) gone:
+            # torch.cuda.empty_cache releases only unoccupied cached blocks
             cleanup()
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            probes.append(BatchProbe(n, False, first))
+            probes.append(BatchProbe(n, False, failure))
             return False
         probes.append(BatchProbe(n, True, peak_bytes=float(peak) if isinstance(peak, int | float) else None))
         return True

@@ -14,7 +14,12 @@ Conventions:
 * ``memory_bytes`` is the datasheet capacity in binary units (80 GB -> 80 * 2**30): HBM and GDDR capacities
   are powers of two, and an A100 80GB reports exactly 80 GiB to torch. What torch reports is often a little
   less (driver reservations, ECC), e.g. an A100-SXM4-40GB reports about 39.6 GiB.
-* The local-CPU profile is *measured* on this machine (``measured=True``), not taken from a datasheet.
+* The local-CPU profile is *measured* on this machine (``measured=True``), not taken from a datasheet. A CUDA
+  device without a datasheet profile (or whose memory is far from its profile's: a MIG slice, another variant)
+  gets a measured profile the same way (:func:`measured_cuda_profile`) instead of a refusal, and on a CUDA device
+  with a profile the same micro-benchmarks run too, so the record shows measured peaks beside the datasheet's
+  (:func:`measured_peaks_for`).
+* Figures a vendor does not publish per device, or that we could not check, say ``UNCERTAIN`` in ``source``.
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import torch
 
 from harness.device import DTYPE_ALIASES, cpu_has_fast_bf16, cpu_model_name
-from harness.errors import UsageError
+from harness.efficiency.timing import timed
+from harness.errors import ModelError, UsageError, one_line
 
 GiB = 2**30
 GB_S = 1e9  # datasheet GB/s
@@ -54,6 +60,15 @@ _A10_PAGE = "https://www.nvidia.com/en-us/data-center/products/a10-gpu/"
 _G5_PAGE = "https://aws.amazon.com/ec2/instance-types/g5/"
 _A10G_NOTE = "https://www.baseten.co/blog/nvidia-a10-vs-a10g-for-ml-model-inference/"
 _ADA_WHITEPAPER = "https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf"
+_GH200_PAGE = "https://www.nvidia.com/en-us/data-center/grace-hopper-superchip/"
+_GH200_DATASHEET = "https://resources.nvidia.com/en-us-grace-cpu/grace-hopper-superchip"
+_L40S_PAGE = "https://www.nvidia.com/en-us/data-center/l40s/"
+_L40S_DATASHEET = "https://resources.nvidia.com/en-us-l40s/l40s-datasheet-28413"
+_A6000_PAGE = "https://www.nvidia.com/en-us/design-visualization/rtx-a6000/"
+_GA102_WHITEPAPER = "https://www.nvidia.com/content/PDF/nvidia-ampere-ga-102-gpu-architecture-whitepaper-v2.pdf"
+_V100_DATASHEET = "https://images.nvidia.com/content/technologies/volta/pdf/volta-v100-datasheet-update-us-1165301-r5.pdf"
+_HGX_PAGE = "https://www.nvidia.com/en-us/data-center/hgx/"
+_DGX_B200_PAGE = "https://www.nvidia.com/en-us/data-center/dgx-b200/"
 
 _DENSE_NOTE = "float32 = plain FP32 (non-tensor, not TF32)"
 
@@ -118,7 +133,7 @@ def _a100(memory_gb: int, form: Literal["sxm", "pcie"], bandwidth_gb_s: float) -
 
 
 def _hopper(key: str, name: str, memory_gb: int, bandwidth: float, sparse_tflops: float, fp32_tflops: float,
-            page: str, match: str) -> DeviceProfile:
+            page: str, match: str, datasheet: str = _H100_DATASHEET) -> DeviceProfile:
     dense = sparse_tflops / 2
     return DeviceProfile(
         key=key,
@@ -128,7 +143,7 @@ def _hopper(key: str, name: str, memory_gb: int, bandwidth: float, sparse_tflops
         bandwidth_bytes_per_s=bandwidth,
         peak_flops=_flops(dense * TFLOPS, dense * TFLOPS, fp32_tflops * TFLOPS),
         source=(
-            f"{name} spec {page} and datasheet {_H100_DATASHEET}: BF16/FP16 Tensor Core "
+            f"{name} spec {page} and datasheet {datasheet}: BF16/FP16 Tensor Core "
             f"{sparse_tflops:,.0f} TFLOPS with sparsity, halved to {dense:,.1f} dense (datasheet sparsity figure "
             f"halved); FP32 {fp32_tflops:g} TFLOPS; {bandwidth / TB_S:g} TB/s; {memory_gb} GB; {_DENSE_NOTE}"
         ),
@@ -145,6 +160,13 @@ def _gpu_profiles() -> list[DeviceProfile]:
         _hopper("h100-sxm", "NVIDIA H100 SXM 80GB", 80, 3.35 * TB_S, 1979, 67, _H100_PAGE, "h100"),
         _hopper("h100-pcie", "NVIDIA H100 PCIe 80GB", 80, 2.0 * TB_S, 1513, 51, _H100_PAGE, "h100"),
         _hopper("h200-sxm", "NVIDIA H200 SXM 141GB", 141, 4.8 * TB_S, 1979, 67, _H200_PAGE, "h200"),
+        _hopper("h100-nvl", "NVIDIA H100 NVL 94GB", 94, 3.9 * TB_S, 1671, 60, _H100_PAGE, "h100"),
+        _hopper("h200-nvl", "NVIDIA H200 NVL 141GB", 141, 4.8 * TB_S, 1671, 60, _H200_PAGE, "h200"),
+        # The original GH200 (96 GB HBM3, driver name "NVIDIA GH200 480GB" after its 480 GB of LPDDR5X); the
+        # 144 GB HBM3e variant (4.9 TB/s) fails the memory check in detect_cuda_profile and is measured instead.
+        _hopper("gh200-96gb", "NVIDIA GH200 96GB HBM3", 96, 4.0 * TB_S, 1979, 67, _GH200_PAGE, "gh200",
+                datasheet=f"NVIDIA GH200 Grace Hopper Superchip datasheet {_GH200_DATASHEET} (GPU of the 96GB "
+                          f"HBM3 variant; bandwidth 'up to')"),
         DeviceProfile(
             key="l4",
             name="NVIDIA L4",
@@ -202,7 +224,77 @@ def _gpu_profiles() -> list[DeviceProfile]:
             ),
             match=("rtx 4090",),
         ),
+        DeviceProfile(
+            key="l40s",
+            name="NVIDIA L40S",
+            kind="gpu",
+            memory_bytes=48 * GiB,
+            bandwidth_bytes_per_s=864 * GB_S,
+            peak_flops=_flops(362.05 * TFLOPS, 362.05 * TFLOPS, 91.6 * TFLOPS),
+            source=(
+                f"NVIDIA L40S datasheet {_L40S_DATASHEET} and spec {_L40S_PAGE}: BF16/FP16 Tensor Core 362.05 "
+                f"TFLOPS dense (733 with sparsity; unlike the L40, full rate with FP32 accumulate); FP32 91.6 "
+                f"TFLOPS; 864 GB/s; 48 GB GDDR6; {_DENSE_NOTE}"
+            ),
+            match=("l40s",),
+        ),
+        DeviceProfile(
+            key="rtx-a6000",
+            name="NVIDIA RTX A6000",
+            kind="gpu",
+            memory_bytes=48 * GiB,
+            bandwidth_bytes_per_s=768 * GB_S,
+            peak_flops=_flops(154.8 * TFLOPS, 154.8 * TFLOPS, 38.7 * TFLOPS),
+            source=(
+                f"NVIDIA Ampere GA102 whitepaper {_GA102_WHITEPAPER} (RTX A6000 column) and spec {_A6000_PAGE}: peak "
+                f"FP16 and BF16 Tensor TFLOPS with FP32 accumulate 154.8 dense (309.7 with sparsity, the "
+                f"datasheet's 'Tensor performance'); FP32 38.7 TFLOPS; 768 GB/s; 48 GB GDDR6; {_DENSE_NOTE}"
+            ),
+            match=("rtx a6000",),
+        ),
+        _v100(32, "sxm2"),
+        _v100(16, "sxm2"),
+        _v100(32, "pcie"),
+        _v100(16, "pcie"),
+        DeviceProfile(
+            key="b200",
+            name="NVIDIA B200 180GB",
+            kind="gpu",
+            memory_bytes=180 * GiB,
+            bandwidth_bytes_per_s=7.7 * TB_S,
+            peak_flops=_flops(2250 * TFLOPS, 2250 * TFLOPS, 75 * TFLOPS),
+            source=(
+                f"UNCERTAIN: NVIDIA publishes B200 figures per 8-GPU system, and they depend on the configured "
+                f"power (1,000 W in HGX B200). Per-GPU column of the HGX B200 spec {_HGX_PAGE} (see also "
+                f"{_DGX_B200_PAGE}): FP16/BF16 Tensor Core 4.5 PFLOPS with sparsity, halved to 2,250 TFLOPS dense "
+                f"(datasheet sparsity figure halved); FP32 75 TFLOPS; 180 GB HBM3e at 7.7 TB/s (early "
+                f"announcements said 192 GB and 8 TB/s); {_DENSE_NOTE}"
+            ),
+            match=("b200",),
+        ),
     ]
+
+
+def _v100(memory_gb: int, form: Literal["sxm2", "pcie"]) -> DeviceProfile:
+    """Volta: tensor cores take FP16 only (no bfloat16 at all), and Volta has no sparsity, so figures are dense."""
+    sxm = form == "sxm2"
+    tensor, fp32 = (125.0, 15.7) if sxm else (112.0, 14.0)
+    label = "SXM2" if sxm else "PCIe"
+    return DeviceProfile(
+        key=f"v100-{memory_gb}gb-{form}",
+        name=f"NVIDIA V100 {label} {memory_gb}GB",
+        kind="gpu",
+        memory_bytes=memory_gb * GiB,
+        bandwidth_bytes_per_s=900 * GB_S,
+        peak_flops=_flops(None, tensor * TFLOPS, fp32 * TFLOPS),
+        source=(
+            f"NVIDIA Tesla V100 datasheet {_V100_DATASHEET} (V100 for {'NVLink' if sxm else 'PCIe'}): deep learning "
+            f"(FP16 Tensor Core, FP32 accumulate) {tensor:g} TFLOPS (Volta has no sparsity, so dense); single "
+            f"precision {fp32:g} TFLOPS; 900 GB/s; {memory_gb} GB HBM2; no bfloat16 support (Volta), so no bf16 "
+            f"peak; {_DENSE_NOTE}"
+        ),
+        match=("v100",),
+    )
 
 
 PROFILES: dict[str, DeviceProfile] = {profile.key: profile for profile in _gpu_profiles()}
@@ -225,6 +317,18 @@ ALIASES: dict[str, str] = {
     "rtx4090": "rtx4090",
     "rtx-4090": "rtx4090",
     "4090": "rtx4090",
+    "h100nvl": "h100-nvl",
+    "h200nvl": "h200-nvl",
+    "gh200": "gh200-96gb",
+    "l40s": "l40s",
+    "a6000": "rtx-a6000",
+    "rtxa6000": "rtx-a6000",
+    "v100": "v100-32gb-sxm2",
+    "v100-sxm2": "v100-32gb-sxm2",
+    "v100-32gb": "v100-32gb-sxm2",
+    "v100-16gb": "v100-16gb-sxm2",
+    "v100-pcie": "v100-32gb-pcie",
+    "b200": "b200",
 }
 
 CPU_NAMES = ("cpu", "local-cpu")
@@ -251,7 +355,13 @@ def get_profile(name: str) -> DeviceProfile:
 
 
 # Names that contain a profile's match string but are a different part (other memory, clocks or power).
-_OTHER_PARTS = ("nvl", "gh200", "laptop", "mobile", "rtx 4090 d")
+_OTHER_PARTS = ("laptop", "mobile", "rtx 4090 d", "fhhl", "sxm3")
+# Name words that pick one variant among profiles sharing a match string ("H100 NVL" vs "H100 80GB HBM3").
+_VARIANTS = ("nvl",)
+# A matched profile is kept only if torch's total memory is this share of its datasheet capacity: drivers, ECC
+# and reservations take up to ~9% (an L4 reports 22 of 24 GiB), a different memory variant (GH200 144GB vs 96GB)
+# or a MIG slice is far outside.
+_MEMORY_SHARE = (0.85, 1.05)
 
 
 def _has_token(name: str, token: str) -> bool:
@@ -266,13 +376,18 @@ def _narrow(candidates: list[DeviceProfile], keep: list[DeviceProfile]) -> list[
 def detect_cuda_profile(device_name: str, total_memory_bytes: int) -> DeviceProfile | None:
     """Profile for ``torch.cuda.get_device_name()`` and the device's total memory, or None if unknown.
 
-    Form factor comes from the name ("pcie" -> PCIe, otherwise SXM); capacity from a "40GB"/"80GB" in the name,
-    else from the profile whose capacity is nearest ``total_memory_bytes`` (an A100-SXM4-40GB reports ~39.6 GiB).
+    Variant from the name ("nvl" -> the NVL profile, otherwise not), form factor from the name ("pcie" -> PCIe,
+    otherwise SXM); capacity from a "40GB"/"80GB" in the name, else from the profile whose capacity is nearest
+    ``total_memory_bytes`` (an A100-SXM4-40GB reports ~39.6 GiB). A match whose capacity is far from
+    ``total_memory_bytes`` (see ``_MEMORY_SHARE``) is a different part: None, so it is measured instead.
     """
     name = " ".join(device_name.lower().split())
     if any(part in name for part in _OTHER_PARTS):
         return None
     candidates = [p for p in PROFILES.values() if any(_has_token(name, token) for token in p.match)]
+    for variant in _VARIANTS:
+        wanted = _has_token(name, variant)
+        candidates = [p for p in candidates if p.key.endswith(f"-{variant}") == wanted]
     if len(candidates) > 1:
         pcie = "pcie" in name
         candidates = _narrow(candidates, [p for p in candidates if p.key.endswith("-pcie") == pcie])
@@ -282,7 +397,13 @@ def detect_cuda_profile(device_name: str, total_memory_bytes: int) -> DeviceProf
             candidates = _narrow(candidates, [p for p in candidates if f"-{size.group(1)}gb" in p.key])
     if len(candidates) > 1:
         candidates = [min(candidates, key=lambda p: abs(p.memory_bytes - total_memory_bytes))]
-    return candidates[0] if candidates else None
+    if not candidates:
+        return None
+    found = candidates[0]
+    low, high = _MEMORY_SHARE
+    if total_memory_bytes > 0 and not low <= total_memory_bytes / found.memory_bytes <= high:
+        return None
+    return found
 
 
 def profile_of_cuda_device(device: torch.device | int = 0) -> tuple[DeviceProfile | None, str]:
@@ -291,12 +412,149 @@ def profile_of_cuda_device(device: torch.device | int = 0) -> tuple[DeviceProfil
     return detect_cuda_profile(props.name, int(props.total_memory)), str(props.name)
 
 
-# ---------------------------------------------------------------------------------------------- local CPU
+# ---------------------------------------------------------------------------------------------- measured peaks
 
-_MATMUL_N = 1024  # 2.1 GFLOP per matmul: long enough to time, short enough for a 1 s budget on 2 cores
-_COPY_BYTES = 256 * 2**20  # well past any last-level cache
+class PeakKernels(Protocol):
+    """The micro-benchmarks behind a measured peak. Each method builds its tensors once and returns a call that
+    runs the kernel once and returns its seconds, so a test can stand in for a device it does not have."""
+
+    def matmul(self, dtype: str, n: int) -> Callable[[], float]: ...
+
+    def copy(self, nbytes: int) -> Callable[[], float]: ...
+
+
+class TorchKernels:
+    """Square ``torch.mm`` and a tensor copy on ``device``, timed by :func:`harness.efficiency.timing.timed`:
+    CUDA events after a synchronize on CUDA (queued kernels count, host overhead does not), perf_counter on CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def matmul(self, dtype: str, n: int) -> Callable[[], float]:
+        kind = getattr(torch, dtype)
+        a = torch.randn(n, n, device=self.device).to(kind)
+        b = torch.randn(n, n, device=self.device).to(kind)
+        out = torch.empty(n, n, dtype=kind, device=self.device)
+        return lambda: timed(lambda: torch.mm(a, b, out=out), self.device)[1]
+
+    def copy(self, nbytes: int) -> Callable[[], float]:
+        src = torch.ones(nbytes // 4, dtype=torch.float32, device=self.device)
+        dst = torch.empty_like(src)
+        return lambda: timed(lambda: dst.copy_(src), self.device)[1]
+
+
+def peak_kernels(device: torch.device) -> PeakKernels:
+    """The kernels :func:`measure_cuda_peaks` times (a module-level hook so tests can fake a CUDA device)."""
+    return TorchKernels(device)
+
+
+@dataclass(frozen=True)
+class MeasuredPeaks:
+    """Best-of matmul FLOP/s per dtype and copy bandwidth measured in this process (not a vendor figure)."""
+
+    peak_flops: Mapping[str, float]
+    bandwidth_bytes_per_s: float
+    method: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"peak_flops": dict(self.peak_flops), "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
+                "method": self.method}
+
+
+_MATMUL_N = {"cpu": 1024, "cuda": 8192}  # CPU: 2.1 GFLOP per call, a 1 s budget on 2 cores; CUDA: 1.1 TFLOP
+_COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 512 * 2**20}  # well past any last-level cache (B200's L2: ~126 MB)
 _MIN_REPEATS = 3
 
+
+def _best_rate(work: float, call: Callable[[], float], seconds: float) -> float:
+    """Best ``work / elapsed`` over repeated ``call()`` (each returns its own seconds), after one warm-up call,
+    for ~``seconds`` of wall time and at least ``_MIN_REPEATS`` calls."""
+    call()
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    repeats = 0
+    while repeats < _MIN_REPEATS or time.perf_counter() < deadline:
+        elapsed = call()
+        if elapsed > 0:
+            best = max(best, work / elapsed)
+        repeats += 1
+    return best
+
+
+def measure_peaks(kernels: PeakKernels, dtypes: tuple[str, ...], seconds: float, *, matmul_n: int,
+                  copy_bytes: int) -> tuple[dict[str, float], float]:
+    """(best matmul FLOP/s per dtype, best copy bytes/s counting read + write) with ``seconds`` shared evenly."""
+    share = seconds / (len(dtypes) + 1)
+    flops = {name: _best_rate(2.0 * matmul_n**3, kernels.matmul(name, matmul_n), share) for name in dtypes}
+    return flops, _best_rate(2.0 * copy_bytes, kernels.copy(copy_bytes), share)
+
+
+def _cuda_dtypes(dtype: str, major: int) -> tuple[str, ...]:
+    """bfloat16 on compute capability 8.0+ (native bf16 tensor cores), float16 and float32 always, plus the
+    run's own dtype so its percentage of peak is defined."""
+    names = (["bfloat16"] if major >= 8 else []) + ["float16", "float32"]
+    run = canonical_dtype(dtype)
+    if run is not None and run not in names:
+        names.append(run)
+    return tuple(names)
+
+
+def measure_cuda_peaks(device: torch.device, dtype: str = "auto", seconds: float = 1.0) -> MeasuredPeaks:
+    """The CPU profile's micro-benchmarks on a CUDA device: best-of square matmuls per dtype and a device copy.
+    Out of memory (a model already fills the device) is a one-line ModelError."""
+    from harness.efficiency.batch_search import is_out_of_memory
+
+    props = torch.cuda.get_device_properties(device)
+    dtypes = _cuda_dtypes(dtype, int(getattr(props, "major", 0)))
+    n, nbytes = _MATMUL_N["cuda"], _COPY_BYTES["cuda"]
+    try:
+        flops, bandwidth = measure_peaks(peak_kernels(device), dtypes, seconds, matmul_n=n, copy_bytes=nbytes)
+    except Exception as err:
+        if not is_out_of_memory(err):
+            raise
+        torch.cuda.empty_cache()
+        raise ModelError(f"cannot measure the peaks of {props.name}: out of memory ({one_line(err, 120)})") from err
+    tf32 = "on" if torch.backends.cuda.matmul.allow_tf32 else "off"
+    method = (
+        f"measured on this machine, not a vendor figure: best-of {n}x{n} torch.mm ({', '.join(flops)}) timed with "
+        f"CUDA events after a synchronize; float32 with TF32 {tf32} (torch.backends.cuda.matmul.allow_tf32); "
+        f"bandwidth = best-of {nbytes // 2**20} MB device copy counting read+write bytes; ~{seconds:g} s in all"
+    )
+    return MeasuredPeaks(flops, bandwidth, method)
+
+
+def measured_cuda_profile(device: torch.device, dtype: str = "auto", seconds: float = 1.0) -> DeviceProfile:
+    """A profile for a CUDA device no datasheet profile matches: its own measured peaks and torch's capacity."""
+    props = torch.cuda.get_device_properties(device)
+    peaks = measure_cuda_peaks(device, dtype, seconds)
+    return DeviceProfile(
+        key="local-gpu",
+        name=f"{props.name} (no datasheet profile)",
+        kind="gpu",
+        memory_bytes=int(props.total_memory),
+        bandwidth_bytes_per_s=peaks.bandwidth_bytes_per_s,
+        peak_flops=peaks.peak_flops,
+        source=f"{peaks.method}; memory = torch's total_memory; no datasheet profile matches {props.name!r}",
+        measured=True,
+    )
+
+
+def measured_peaks_for(profile: DeviceProfile, device: torch.device, dtype: str = "auto",
+                       seconds: float = 1.0) -> MeasuredPeaks | None:
+    """Measured peaks to show beside ``profile``'s: a measured profile's own, else (CUDA) measured now, else None
+    (an estimate for a device this machine does not have, or no memory left beside the model: the datasheet
+    profile still holds, so that run goes on)."""
+    if profile.measured:
+        return MeasuredPeaks(profile.peak_flops, profile.bandwidth_bytes_per_s, profile.source)
+    if device.type != "cuda":
+        return None
+    try:
+        return measure_cuda_peaks(device, dtype, seconds)
+    except ModelError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- local CPU
 
 def _total_ram_bytes() -> int:
     """MemTotal from /proc/meminfo, else pages * page size."""
@@ -310,44 +568,13 @@ def _total_ram_bytes() -> int:
     return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
 
 
-def _best_rate(work: float, run: Callable[[], object], seconds: float) -> float:
-    """Best ``work / elapsed`` over repeated calls of ``run`` (after one warm-up), for ~``seconds``."""
-    run()
-    best = 0.0
-    deadline = time.perf_counter() + seconds
-    repeats = 0
-    while repeats < _MIN_REPEATS or time.perf_counter() < deadline:
-        start = time.perf_counter()
-        run()
-        elapsed = time.perf_counter() - start
-        if elapsed > 0:
-            best = max(best, work / elapsed)
-        repeats += 1
-    return best
-
-
-def _matmul_flops(dtype: torch.dtype, seconds: float) -> float:
-    n = _MATMUL_N
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
-    out = torch.empty(n, n, dtype=dtype)
-    return _best_rate(2.0 * n**3, lambda: torch.mm(a, b, out=out), seconds)
-
-
-def _copy_bandwidth(seconds: float) -> float:
-    src = torch.ones(_COPY_BYTES // 4, dtype=torch.float32)
-    dst = torch.empty_like(src)
-    return _best_rate(2.0 * _COPY_BYTES, lambda: dst.copy_(src), seconds)  # read + write
-
-
 @lru_cache(maxsize=16)
 def _measure_cpu(threads: int, dtypes: tuple[str, ...], seconds: float) -> tuple[dict[str, float], float]:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        share = seconds / (len(dtypes) + 1)
-        flops = {name: _matmul_flops(getattr(torch, name), share) for name in dtypes}
-        return flops, _copy_bandwidth(share)
+        return measure_peaks(TorchKernels(torch.device("cpu")), dtypes, seconds, matmul_n=_MATMUL_N["cpu"],
+                             copy_bytes=_COPY_BYTES["cpu"])
     finally:
         torch.set_num_threads(previous)
 
@@ -382,9 +609,9 @@ def local_cpu_profile(threads: int | None = None, dtype: str = "float32", memory
         bandwidth_bytes_per_s=bandwidth,
         peak_flops=flops,
         source=(
-            f"measured on this machine, not a vendor figure: best-of {_MATMUL_N}x{_MATMUL_N} torch.mm "
-            f"({', '.join(flops)}; plain tensors, no autocast) on {n_threads} threads; bandwidth = best-of "
-            f"{_COPY_BYTES // 2**20} MB tensor copy counting read+write bytes; ~{seconds:g} s in all; "
+            f"measured on this machine, not a vendor figure: best-of {_MATMUL_N['cpu']}x{_MATMUL_N['cpu']} "
+            f"torch.mm ({', '.join(flops)}; plain tensors, no autocast) on {n_threads} threads; bandwidth = best-of "
+            f"{_COPY_BYTES['cpu'] // 2**20} MB tensor copy counting read+write bytes; ~{seconds:g} s in all; "
             f"memory = {memory_note}"
         ),
         measured=True,

@@ -4,6 +4,7 @@ random weights from its config.json; configs, tokenizers (own or a stand-in) and
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -13,7 +14,7 @@ from harness.efficiency.cost import model_cost, two_label
 from harness.efficiency.devices import DeviceProfile
 from harness.efficiency.memory import GB, available_memory_bytes
 from harness.efficiency.spec import MeasureSpec
-from harness.errors import ModelError, UsageError
+from harness.errors import ModelError, UsageError, one_line
 
 #: Stand-in tokenizers for random-weight models whose own tokenizer is not on this machine.
 STAND_IN_TOKENIZER = {"encoder": "me5-small", "causal": "gemma3-270m"}
@@ -146,7 +147,26 @@ def profile_dtype(requested: str, profile: DeviceProfile) -> torch.dtype:
 
 
 def attention_impl(model: Any) -> str:
+    """The attention implementation transformers resolved for this model (recorded with every measurement)."""
     return str(getattr(model.config, "_attn_implementation", None) or "eager")
+
+
+def build_default_on_meta(config: Any, kind: str) -> Any:
+    """The architecture on the meta device with the attention transformers picks for it, as `bench run` loads it
+    (an estimate's activation memory depends on it); an unbuildable config is a one-line ModelError."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from harness.models.presets import hf_quiet
+
+    auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
+    config = config if kind == "causal" else two_label(config)
+    try:
+        with hf_quiet(), warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")
+            return auto.from_config(config)
+    except Exception as err:  # transformers raises many types for an unbuildable config
+        raise ModelError(f"cannot build model_type {getattr(config, 'model_type', '?')!r} from its config: "
+                         f"{one_line(err)}") from err
 
 
 def load_real(spec: MeasureSpec) -> TimedModel:
@@ -162,6 +182,7 @@ def load_real(spec: MeasureSpec) -> TimedModel:
     tokenizer = backend.tokenizer
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     model = backend.model
+    info["attention_implementation"] = attention_impl(model)
     return TimedModel(model=model, kind=kind, device=backend.device, dtype=backend.dtype,
                       autocast=bool(backend._autocast), pad_id=int(pad), max_length=int(backend.max_length),
                       info=info, tokenizer=tokenizer, config=model.config,
@@ -207,12 +228,11 @@ def load_random(spec: MeasureSpec) -> TimedModel:
     torch.manual_seed(spec.seed)
     auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
     config = config if kind == "causal" else two_label(config)
-    try:
-        with torch.device(device):
-            model = auto.from_config(config, dtype=load_dtype, attn_implementation="sdpa")
-    except (ValueError, ImportError):  # architecture without sdpa support (e.g. DeBERTa-v2)
-        with torch.device(device):
-            model = auto.from_config(config, dtype=load_dtype, attn_implementation="eager")
+    # no attn_implementation: transformers picks per architecture, as in `bench run`'s backends (sdpa where the
+    # architecture supports it, else eager; Gemma 2 gets eager since sdpa drops its attention soft-capping:
+    # transformers PR #32865, and Gemma2PreTrainedModel._supports_sdpa = False in 5.x)
+    with torch.device(device):
+        model = auto.from_config(config, dtype=load_dtype)
     model.eval()
     tokenizer, label = tokenizer_for(spec.model, kind, path)
     pad = getattr(config, "pad_token_id", None)
@@ -222,6 +242,7 @@ def load_random(spec: MeasureSpec) -> TimedModel:
             "dtype": dtype_name(dtype), "device": describe_device(device),
             "num_parameters": sum(p.numel() for p in model.parameters()),
             "max_length": max_length_of(config, kind, spec.model), "threads": torch.get_num_threads(),
+            "attention_implementation": attention_impl(model),
             "notes": [f"random weights (seed {spec.seed}) from the true architecture's config.json"]}
     return TimedModel(model=model, kind=kind, device=device, dtype=dtype, autocast=autocast,
                       pad_id=int(pad) if isinstance(pad, int) and 0 <= pad < vocab else 0,

@@ -18,12 +18,22 @@ from typing import Any
 import torch
 
 from harness.efficiency.batch_search import MaxBatch, is_out_of_memory, linear_guess, search_max_batch
-from harness.efficiency.cost import ModelCost, build_on_meta, model_cost
-from harness.efficiency.devices import DeviceProfile, get_profile, local_cpu_profile, profile_of_cuda_device
+from harness.efficiency.cost import ModelCost, model_cost
+from harness.efficiency.devices import (
+    DeviceProfile,
+    MeasuredPeaks,
+    get_profile,
+    local_cpu_profile,
+    measured_cuda_profile,
+    measured_peaks_for,
+    profile_of_cuda_device,
+)
+from harness.efficiency.energy import EnergyMeter, open_energy_meter
 from harness.efficiency.estimate import estimate_record
 from harness.efficiency.loading import (
     TimedModel,
     attention_impl,
+    build_default_on_meta,
     check_weights_fit,
     load_random,
     load_real,
@@ -67,7 +77,7 @@ def search(tm: TimedModel, workload: Workload, spec: MeasureSpec, tracker: Memor
                 used = tracker.check_limit()
         except BaseException as err:
             if is_out_of_memory(err):
-                log(f"  probe {n}: out of memory ({str(err).splitlines()[0][:100]})")
+                log(f"  probe {n}: out of memory ({(str(err).splitlines() or [type(err).__name__])[0][:100]})")
             raise
         finally:
             del inputs
@@ -87,9 +97,11 @@ def search(tm: TimedModel, workload: Workload, spec: MeasureSpec, tracker: Memor
 
 
 def throughput(tm: TimedModel, workload: Workload, cost: ModelCost, spec: MeasureSpec, tracker: MemoryTracker,
-               batch_size: int, label: str, profile: DeviceProfile, dtype: str) -> dict[str, Any]:
+               batch_size: int, label: str, profile: DeviceProfile, dtype: str,
+               energy: EnergyMeter | None = None) -> dict[str, Any]:
     """Examples/s, rows/s, real and padded tokens/s, latency percentiles over >= min_iters batches and
-    >= min_seconds; the first call and the warm-up calls are timed apart and excluded."""
+    >= min_seconds; the first call and the warm-up calls are timed apart and excluded. ``energy`` (default: one
+    opened for this point) reads the device's energy counter around the timed batches only."""
     batches = workload.batches(batch_size, spec.seed)
 
     def run(batch: list[int]) -> tuple[float, int]:
@@ -105,6 +117,8 @@ def throughput(tm: TimedModel, workload: Workload, cost: ModelCost, spec: Measur
     rows = real = padded = 0
     flops = 0.0
     k = spec.warmup + 1
+    meter = energy if energy is not None else open_energy_meter(tm.device)
+    window = meter.start()
     while len(latencies) < spec.min_iters or sum(latencies) < spec.min_seconds:
         batch = batches[k % len(batches)]
         k += 1
@@ -117,6 +131,9 @@ def throughput(tm: TimedModel, workload: Workload, cost: ModelCost, spec: Measur
         flops += width * len(chunk) * cost.flops_per_token(width)
         if len(latencies) >= 100_000:  # pragma: no cover - a guard against a zero-time clock
             break
+    used = window.stop(rows / workload.rows_per_example)
+    if energy is None:
+        meter.close()
     total = sum(latencies)
     peak_flops = profile.peak_for(dtype)
     achieved = flops / total if total > 0 else math.nan
@@ -128,7 +145,7 @@ def throughput(tm: TimedModel, workload: Workload, cost: ModelCost, spec: Measur
         "latency_s": latency_stats(latencies), "first_call_s": first_call, "warmup_s": warm,
         "peak_memory": tracker.peak(), "over_memory_limit": _over_limit(tracker), "flops_per_s": achieved,
         "peak_flops": peak_flops, "pct_of_peak": 100 * achieved / peak_flops if peak_flops else None,
-        "distinct_batches": min(len(batches), len(latencies)),
+        "distinct_batches": min(len(batches), len(latencies)), "energy": used,
     }
 
 
@@ -170,8 +187,8 @@ def resolve_profile(spec: MeasureSpec, device: torch.device, dtype: str) -> tupl
         here = local_cpu_profile(spec.threads, dtype, spec.memory_limit_bytes, seconds=spec.cpu_profile_seconds)
         device_name = here.name
     if spec.profile is None:
-        if here is None:
-            raise UsageError(f"no device profile matches {device_name}; name one with --gpu")
+        if here is None:  # a CUDA device without a datasheet profile: its own measured peaks, not a refusal
+            return measured_cuda_profile(device, dtype, spec.cpu_profile_seconds), None
         return here, None
     wanted = get_profile(spec.profile)
     if here is not None and here.key == wanted.key:
@@ -211,8 +228,8 @@ def measure(spec: MeasureSpec, log: Callable[[str], None] = lambda _m: None) -> 
         target = get_profile(spec.profile)
         device = torch.device("cuda" if target.kind == "gpu" else "cpu")
         dtype = profile_dtype(spec.dtype, target)
-        meta = build_on_meta(config, kind)
-        attention = attention_impl(meta) if target.kind == "gpu" else "sdpa"
+        meta = build_default_on_meta(config, kind)  # the attention `bench run` would get (eager for Gemma 2)
+        attention = attention_impl(meta)
         cost = model_cost(config, kind, meta)
     t0 = time.perf_counter()
     workload = build_workload(spec.tasks, "statement" if kind == "encoder" else "loglikelihood", tokenizer,
@@ -237,10 +254,12 @@ def measure(spec: MeasureSpec, log: Callable[[str], None] = lambda _m: None) -> 
         "max_batch": None, "throughput": [], "estimate": None, "mode": "measured" if spec.measure else "estimated",
     }
     profile: DeviceProfile | None = None
+    measured_peaks: MeasuredPeaks | None = None
     if spec.measure and tm is not None:
         profile, mismatch = resolve_profile(spec, device, dtype_str)
         if mismatch:
             raise UsageError(f"{mismatch}; add --estimate for an analytic estimate of {profile.name}")
+        measured_peaks = measured_peaks_for(profile, device, dtype_str, spec.cpu_profile_seconds)
         limit = spec.memory_limit_bytes
         if device.type == "cpu" and limit is None:
             available = available_memory_bytes()
@@ -272,18 +291,25 @@ def measure(spec: MeasureSpec, log: Callable[[str], None] = lambda _m: None) -> 
         sizes = [(b, "matched") for b in spec.batch_sizes if b <= found.max_batch]
         if found.max_batch > 0 and found.max_batch not in spec.batch_sizes:
             sizes.append((found.max_batch, "max"))
+        meter = open_energy_meter(device)
         for b, lab in sizes:
+            oom: str | None = None
             try:
-                point = throughput(tm, workload, cost, spec, tracker, b, lab, profile, dtype_str)
+                point = throughput(tm, workload, cost, spec, tracker, b, lab, profile, dtype_str, meter)
             except BaseException as err:
                 if not is_out_of_memory(err):
                     raise
+                oom = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if oom is not None:  # released past the except block, where the traceback no longer holds the tensors
                 release_memory(device)
-                point = {"batch_size": b, "label": lab, "error": f"out of memory: {str(err).splitlines()[0]}"}
+                point = {"batch_size": b, "label": lab, "error": f"out of memory: {oom}"}
             record["throughput"].append(point)
             if "examples_per_s" in point:
+                per_1k = point["energy"]["joules_per_1k_examples"]
+                energy_note = f"{per_1k:.1f} J / 1k examples" if per_1k is not None else point["energy"]["reason"]
                 log(f"{spec.model}: batch {b}: {point['examples_per_s']:.2f} examples/s, "
-                    f"p50 {point['latency_s']['p50'] * 1000:.1f} ms")
+                    f"p50 {point['latency_s']['p50'] * 1000:.1f} ms, energy {energy_note}")
+        meter.close()
         timing["throughput_s"] = time.perf_counter() - t0
         if spec.estimate:
             record["estimate"] = estimate_record(
@@ -300,7 +326,8 @@ def measure(spec: MeasureSpec, log: Callable[[str], None] = lambda _m: None) -> 
             limit_bytes=spec.memory_limit_bytes)
     assert profile is not None
     record["device"] = {"profile": {**asdict(profile), "peak_flops": dict(profile.peak_flops)},
-                        "measured_on": tm.info.get("device") if tm else None}
+                        "measured_on": tm.info.get("device") if tm else None,
+                        "measured_peaks": measured_peaks.as_dict() if measured_peaks else None}
     record["environment"] = environment_record(tm, record["estimate"])
     timing["total_s"] = time.perf_counter() - started
     record["timing"] = timing

@@ -59,7 +59,8 @@ def reset_peak_rss() -> bool:
 
 
 def release_memory(device: torch.device) -> None:
-    """After an out-of-memory probe: drop garbage, return freed heap pages (glibc), empty torch's cache."""
+    """After an out-of-memory probe: drop garbage, return freed heap pages (glibc), empty torch's cache. Call it
+    outside the ``except`` block: the traceback keeps the failed forward's tensors alive until then."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -91,8 +92,12 @@ class MemoryTracker:
             torch.cuda.set_per_process_memory_fraction(min(1.0, self.limit_bytes / total), self.device)
 
     def reset(self) -> None:
+        """Start a new peak window. On CUDA the cache is emptied first: reset_peak_memory_stats sets the peaks to
+        the current values, and blocks a failed probe left cached would count as this window's reserved peak."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+            gc.collect()
+            torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(self.device)
         reset_peak_rss()
 
@@ -105,9 +110,10 @@ class MemoryTracker:
         return out
 
     def peak_used(self) -> float:
-        """The number a limit applies to: torch's peak reserved on CUDA, the process's peak RSS on CPU."""
+        """A probe's peak: torch's max allocated on CUDA (the tensors' own bytes; reserved adds cached blocks and
+        fragmentation, which a failed probe can leave behind), the process's peak RSS on CPU."""
         peak = self.peak()
-        value = peak["torch_reserved"] if self.device.type == "cuda" else peak["rss"]
+        value = peak["torch_allocated"] if self.device.type == "cuda" else peak["rss"]
         return float(value or 0.0)
 
     def check_limit(self) -> float:

@@ -51,14 +51,17 @@ class ModelOutcome:
     resumed: bool = False
 
 
-def local_device_profile_key() -> str:
-    """The profile key of this machine's device (first CUDA device, else the local CPU)."""
+def local_device_profile_key(device: str = "auto") -> str:
+    """The profile key of the device `--device` names (``cuda:N``: that one; else the first CUDA device), or of
+    the local CPU (``cpu``, or no CUDA device)."""
     import torch
 
     from harness.efficiency.devices import profile_of_cuda_device
 
-    if torch.cuda.is_available():
-        found, name = profile_of_cuda_device(0)
+    value = device.strip().lower()
+    if value != "cpu" and torch.cuda.is_available():
+        index = int(value[5:]) if value.startswith("cuda:") and value[5:].isdigit() else 0
+        found, name = profile_of_cuda_device(index)
         return found.key if found else f"unknown-gpu:{name}"
     return "local-cpu"
 
@@ -106,7 +109,7 @@ def plan_efficiency(models: Sequence[str] | None, base: MeasureSpec, output_dir:
     spec = base
     if base.profile is not None:
         wanted = get_profile(base.profile)  # UsageError for an unknown name
-        here = local_device_profile_key()
+        here = local_device_profile_key(base.device)
         if wanted.key != here and not (wanted.kind == "cpu" and here == "local-cpu"):
             if not base.estimate:
                 raise UsageError(f"--gpu {base.profile} is {wanted.name}, but this machine has "

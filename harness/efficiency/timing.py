@@ -14,20 +14,30 @@ T = TypeVar("T")
 
 
 def timed(fn: Callable[[], T], device: torch.device) -> tuple[T, float]:
-    """(result, seconds). On CUDA the interval is measured by events recorded on the current stream and read
-    after the end event has completed, so queued kernels are counted and host overhead between calls is not."""
+    """(result, seconds). On CUDA the interval is measured by events recorded on the measured device's current
+    stream and read after the end event has completed, so queued kernels are counted and host overhead between
+    calls is not. The stream is named: Event.record() alone uses the *current device's* stream (torch/cuda/
+    streams.py), which for ``cuda:1`` while device 0 is current would time an idle device."""
     if device.type == "cuda":
+        stream = torch.cuda.current_stream(device)
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
         torch.cuda.synchronize(device)
-        start.record()
+        start.record(stream)
         out = fn()
-        end.record()
+        end.record(stream)
         end.synchronize()
         return out, start.elapsed_time(end) / 1000.0
     begin = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - begin
+
+
+def use_device(device: torch.device) -> None:
+    """Make a CUDA device with an index the current one, before loading and timing: kernels' workspaces, cuBLAS
+    handles and every API call that takes no device default to the current device (device 0 otherwise)."""
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -42,7 +42,8 @@ from harness.models.presets import (
 )
 
 #: Bump when the output of `convert_gguf` changes (it is part of the cache directory name).
-CONVERTER_VERSION = 1
+# 2: the tokenizer is loaded with local_files_only=True (it saves the flag into tokenizer_config.json)
+CONVERTER_VERSION = 2
 #: Seed set before the dense model is built (every parameter is then overwritten from the GGUF state dict).
 INIT_SEED = 0
 
@@ -180,9 +181,11 @@ def convert_gguf(gguf_dir: str | Path, gguf_file: str, out_dir: str | Path, *,
 
     try:
         with hf_quiet(), _quiet_gguf_progress():
-            tokenizer = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+            # local_files_only: the GGUF is a local file, and the tokenizer saves the flag into its config, so
+            # leaving it to HF_HUB_OFFLINE made the converted bytes (and the revision) depend on the environment
+            tokenizer = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name, local_files_only=True)
             quantised = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name,
-                                                             dtype=torch.float32)
+                                                             dtype=torch.float32, local_files_only=True)
     except ImportError as err:
         raise ModelError(f"reading GGUF files needs the gguf package (pip install {GGUF_PIN}): "
                          f"{_first_line(err)}") from err

@@ -332,7 +332,8 @@ def build_report(results: Sequence[tuple[RunResult, Path]], options: ReportOptio
         plot = efficiency_plot(efficiency, fig_dir / "efficiency.png") if fig_dir is not None else None
         if plot is not None:
             figures.append(plot)
-        doc.sections.append(Section("Efficiency", efficiency_blocks(efficiency, plot), anchor="efficiency"))
+        blocks = efficiency_blocks(efficiency, plot, options.gpu_price_per_hour)
+        doc.sections.append(Section("Efficiency", blocks, anchor="efficiency"))
     notes = sorted({n for r, _ in results for n in r.model.get("notes", []) or []})
     if notes:
         doc.sections.append(Section("Notes", [f"- {n}" for n in notes], anchor="notes"))

@@ -2,7 +2,8 @@
 
 Every measured figure sits next to its ceiling (the device profile's peak), and every analytic figure is in a
 table or column whose header says "estimated"; the two are never mixed in one cell. Memory is in GB of 2**30
-bytes (as GPU capacities are labelled), bandwidth in decimal GB/s (as datasheets give it).
+bytes (as GPU capacities are labelled), bandwidth in decimal GB/s (as datasheets give it). Energy (J per 1,000
+examples, NVML's board counter) sits beside examples/s; where it was not measured the cell says why.
 """
 
 from __future__ import annotations
@@ -51,6 +52,18 @@ def _measured_peak(point: dict[str, Any]) -> Any:
     return mem.get("torch_reserved") if mem.get("torch_reserved") is not None else mem.get("rss")
 
 
+def _energy(point: dict[str, Any]) -> str:
+    """J per 1,000 examples, or the recorded reason there is none ("not measured (CPU)"); "–" for records made
+    before energy was read."""
+    energy = point.get("energy")
+    if not isinstance(energy, dict):
+        return "–"
+    value = energy.get("joules_per_1k_examples")
+    if value is not None:
+        return _num(value, "{:.1f}")
+    return str(energy.get("reason") or "not measured")
+
+
 def max_batch_table(results: Sequence[RunResult]) -> Table:
     rows = []
     for r in efficiency_results(results):
@@ -72,17 +85,29 @@ def max_batch_table(results: Sequence[RunResult]) -> Table:
                  align="lllllrrlrrr")
 
 
-def throughput_table(results: Sequence[RunResult]) -> Table:
+def throughput_table(results: Sequence[RunResult], gpu_price_per_hour: float | None = None) -> Table:
+    """Measured points; with a device price, examples per US$ (examples/s x 3600 / price) sits between
+    examples/s and energy, so speed, cost and joules read side by side."""
+    priced = gpu_price_per_hour is not None
+    price = float(gpu_price_per_hour or 0.0)
+
+    def per_dollar(p: dict[str, Any]) -> list[str]:
+        if not priced:
+            return []
+        value = p.get("examples_per_s")
+        return [_num(None if value is None else float(value) * 3600.0 / price, "{:,.0f}")]
+
     rows = []
     for r in efficiency_results(results):
         e = r.efficiency or {}
         for p in e.get("throughput") or []:
             if "error" in p:
-                rows.append([_label(r), f"{p['batch_size']} ({p['label']})", p["error"], *[""] * 10])
+                rows.append([_label(r), f"{p['batch_size']} ({p['label']})", p["error"], *[""] * (11 + priced)])
                 continue
             lat = p.get("latency_s") or {}
             rows.append([
-                _label(r), f"{p['batch_size']} ({p['label']})", _num(p["examples_per_s"]), _num(p["rows_per_s"]),
+                _label(r), f"{p['batch_size']} ({p['label']})", _num(p["examples_per_s"]), *per_dollar(p), _energy(p),
+                _num(p["rows_per_s"]),
                 _num(p["tokens_per_s"], "{:.0f}"), _num(p["padded_tokens_per_s"], "{:.0f}"),
                 f"{_ms(lat.get('p50'))} / {_ms(lat.get('p90'))} / {_ms(lat.get('p99'))}", _ms(lat.get("stdev")),
                 _ms(p.get("first_call_s")), str(p.get("iterations", "")),
@@ -90,9 +115,10 @@ def throughput_table(results: Sequence[RunResult]) -> Table:
                 _num(None if p.get("peak_flops") is None else p["peak_flops"] / 1e12, "{:.3g}"),
                 _num(p.get("pct_of_peak"), "{:.1f}%"),
             ])
-    return Table(["model", "batch", "examples/s", "rows/s", "tokens/s", "padded tokens/s",
+    cost = [f"examples / US$ at {price:g} $/h"] if priced else []
+    return Table(["model", "batch", "examples/s", *cost, "J / 1k examples", "rows/s", "tokens/s", "padded tokens/s",
                   "latency p50 / p90 / p99 ms", "stdev ms", "first call ms", "iters", "achieved TFLOP/s",
-                  "peak TFLOP/s", "% of peak"], rows, align="ll" + "r" * 11)
+                  "peak TFLOP/s", "% of peak"], rows, align="ll" + "r" * (12 + priced))
 
 
 def estimate_table(results: Sequence[RunResult]) -> Table:
@@ -124,18 +150,28 @@ def ceilings_table(results: Sequence[RunResult]) -> Table:
     for r in efficiency_results(results):
         e = r.efficiency or {}
         profile = e.get("device", {}).get("profile", {})
+        measured = e.get("device", {}).get("measured_peaks") or {}
         cost = e.get("cost", {})
         peaks = profile.get("peak_flops") or {}
+        ran = measured.get("peak_flops") or {}
+
+        def tflops(values: dict[str, Any], dtype: str) -> str:
+            value = values.get(dtype)
+            return _num(None if value is None else value / 1e12, "{:.4g}")
+
+        bandwidth = measured.get("bandwidth_bytes_per_s")
         rows.append([
             _label(r), str(profile.get("name", "?")) + (" (measured)" if profile.get("measured") else ""),
-            _num(peaks.get("bfloat16", None) and peaks["bfloat16"] / 1e12, "{:.4g}"),
-            _num(peaks.get("float32", None) and peaks["float32"] / 1e12, "{:.4g}"),
-            _num(profile.get("bandwidth_bytes_per_s", 0) / 1e9, "{:.0f}"), _gb(profile.get("memory_bytes")),
+            tflops(peaks, "bfloat16"), tflops(ran, "bfloat16"), tflops(peaks, "float32"), tflops(ran, "float32"),
+            _num(profile.get("bandwidth_bytes_per_s", 0) / 1e9, "{:.0f}"),
+            _num(None if bandwidth is None else bandwidth / 1e9, "{:.0f}"), _gb(profile.get("memory_bytes")),
             _num(cost.get("parameters", 0) / 1e6, "{:.0f}"),
             _num(cost.get("flops_per_token_at_mean", 0) / 1e9, "{:.3f}"),
         ])
-    return Table(["model", "device", "peak bf16 TFLOP/s", "peak fp32 TFLOP/s", "bandwidth GB/s", "memory GB",
-                  "params (M)", "GFLOPs / token (mean row)"], rows, align="llrrrrrr")
+    return Table(["model", "device", "peak bf16 TFLOP/s (profile)", "measured bf16 TFLOP/s",
+                  "peak fp32 TFLOP/s (profile)", "measured fp32 TFLOP/s", "bandwidth GB/s (profile)",
+                  "measured GB/s", "memory GB", "params (M)", "GFLOPs / token (mean row)"], rows,
+                 align="llrrrrrrrrr")
 
 
 def environment_lines(results: Sequence[RunResult]) -> list[str]:
@@ -156,14 +192,22 @@ INTRO = ("Max batch: doubling until out of memory, then the exact boundary, at e
          "labelled estimated and never mixed with measurements.")
 
 
-def efficiency_blocks(results: Sequence[RunResult], plot: Path | None = None) -> list[Block]:
+ENERGY_NOTE = ("J / 1k examples: the GPU board's NVML energy counter over the timed batches (idle time between "
+               "batches and anything else on the GPU included), per 1,000 examples; a CPU run says it was not "
+               "measured. Peaks marked (profile) are the device profile's: the datasheet's, or for a device "
+               "marked (measured) this run's own; the measured columns are this run's matmul and copy "
+               "micro-benchmarks on the device.")
+
+
+def efficiency_blocks(results: Sequence[RunResult], plot: Path | None = None,
+                      gpu_price_per_hour: float | None = None) -> list[Block]:
     """The efficiency part of a report (empty when no result has an efficiency record)."""
     eff = efficiency_results(results)
     if not eff:
         return []
     blocks: list[Block] = [INTRO, max_batch_table(eff)]
     if any((r.efficiency or {}).get("throughput") for r in eff):
-        blocks += ["**Throughput and latency (measured).**", throughput_table(eff)]
+        blocks += ["**Throughput and latency (measured).**", throughput_table(eff, gpu_price_per_hour), ENERGY_NOTE]
     if any((r.efficiency or {}).get("estimate") for r in eff):
         blocks += ["**Estimated ceilings** (analytic: roofline over the same batches).", estimate_table(eff)]
     blocks += ["**Devices and models.**", ceilings_table(eff), "Environment:", *environment_lines(eff)]

@@ -112,7 +112,8 @@ def _counts_table(manifest: dict[str, Any]) -> str:
 @click.option("--lora-alpha", type=int, default=32, show_default=True)
 @click.option("--lora-dropout", type=float, default=0.05, show_default=True)
 @click.option("--lora-targets", default=None, help="Comma-separated linear-layer names (default: attention + dense).")
-@click.option("--dtype", default="auto", show_default=True, help="auto | fp32 | bf16 (autocast).")
+@click.option("--dtype", default="auto", show_default=True,
+              help="auto | fp32 | bf16 | fp16 (autocast; fp16 on CUDA only, with loss scaling).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads for torch.")
 @click.option("--output", default=None,
@@ -131,8 +132,15 @@ def train_cmd(model: str, langs: str, tasks: str, per_task: int, template_langua
     from harness.cli import failure
     from harness.training.mixture import build_mixture, split_statements
     from harness.training.model_setup import LoraSettings
-    from harness.training.trainer import Statement, StatementTrainer, TrainConfig, resolve_trainable_base
+    from harness.training.trainer import (
+        Statement,
+        StatementTrainer,
+        TrainConfig,
+        refuse_distributed,
+        resolve_trainable_base,
+    )
 
+    refuse_distributed()  # under torchrun: before any statement is built or model loaded
     mixture_cfg = _mixture_config(langs, tasks, per_task, template_language, translation, extra_statements,
                                   allow_eval_overlap, seed)
     lora = LoraSettings(r=lora_r, alpha=lora_alpha, dropout=lora_dropout,

@@ -2,9 +2,9 @@
 
 A plain PyTorch loop, so every step is explicit and resumable: AdamW with linear warm-up/decay, 2-way
 cross-entropy (index 1 = True), length-grouped batches in a seeded order, gradient accumulation, bf16 autocast
-where the device does it fast, and an evaluation on the held-out statements every ``eval_every`` optimizer steps
-(accuracy and binary F1 of True) that keeps the best checkpoint by accuracy (the seed code's Trainer used F1,
-which prefers a collapsed all-True model on balanced data).
+where the device does it fast (fp16 on CUDA, with dynamic loss scaling), and an evaluation on the held-out
+statements every ``eval_every`` optimizer steps (accuracy and binary F1 of True) that keeps the best checkpoint by
+accuracy (the seed code's Trainer used F1, which prefers a collapsed all-True model on balanced data).
 
 Output directory (loadable by ``bench run --backend encoder --model DIR``):
 
@@ -13,9 +13,10 @@ Output directory (loadable by ``bench run --backend encoder --model DIR``):
   preset name, so the adapter loads on any machine);
 * ``README.md`` (model card), ``training.json`` (config, command line, data manifest summary, evaluations,
   versions), ``data_manifest.json``;
-* ``checkpoint/`` while training (the last state: trainable weights, optimizer, scheduler, RNG, position in the
-  data order); an interrupted run continues from it when the same command is run again, and it is removed when
-  training finishes.
+* ``checkpoint/`` while training (the last state: trainable weights, optimizer, scheduler, fp16 loss scaler, CPU
+  and CUDA RNG, position in the data order); an interrupted run continues from it when the same command is run
+  again, and it is removed when training finishes.
+* Training is one process on one device (``--device cuda:N``); torchrun (``WORLD_SIZE > 1``) is refused.
 """
 
 from __future__ import annotations
@@ -69,6 +70,75 @@ def resolve_trainable_base(model: str) -> ResolvedModel:
         raise UsageError(f"--model {model} is a peft adapter; train from its base model "
                          f"(--model {adapter_base_model(base.path) or 'BASE'}) instead")
     return base
+
+
+def refuse_distributed() -> None:
+    """Training is one process on one device: under torchrun every rank would train the same model into the same
+    --output and race on its checkpoint, so WORLD_SIZE > 1 is refused until multi-GPU training exists."""
+    raw = os.environ.get("WORLD_SIZE", "").strip()
+    if raw in ("", "0", "1"):
+        return
+    raise UsageError(f"WORLD_SIZE={raw}: bench train does not support torchrun / multi-process training yet; "
+                     "run it as one process (pick the GPU with --device cuda:N)")
+
+
+def bind_cuda(device: torch.device) -> torch.device:
+    """``cuda`` -> ``cuda:<current>``, and make it the current device: bf16 support is probed, bitsandbytes
+    kernels launch and bare ``cuda`` tensors land on the current device, which on ``cuda:N`` must be N."""
+    index = torch.cuda.current_device() if device.index is None else device.index
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+def loss_scaler(device: torch.device, amp_dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
+    """A GradScaler for fp16 autocast (small fp16 gradients underflow to zero without one); bf16 has fp32's
+    exponent range and needs none. fp16 is a CUDA-only choice (resolve_dtype refuses it on CPU)."""
+    if amp_dtype != torch.float16:
+        return None
+    if device.type != "cuda":
+        raise UsageError(f"--dtype fp16 is not supported on {device.type}; use fp32 or bf16 (or --dtype auto)")
+    return torch.amp.GradScaler("cuda")
+
+
+def optimizer_step(params: Sequence[torch.Tensor], optimizer: torch.optim.Optimizer, scheduler: Any,
+                   scaler: torch.amp.GradScaler | None, max_norm: float = 1.0) -> bool:
+    """Clip the gradients, step the optimizer and the schedule; False when the scaler skipped the step.
+
+    With a scaler the gradients are unscaled before clipping (the norm is of the true gradients), and a step the
+    scaler skipped (inf/NaN gradients; it then lowers the scale) does not advance the schedule either, as
+    accelerate does."""
+    if scaler is None:
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        optimizer.step()
+        scheduler.step()
+        return True
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
+    before = scaler.get_scale()
+    scaler.step(optimizer)
+    scaler.update()
+    stepped = scaler.get_scale() >= before
+    if stepped:
+        scheduler.step()
+    return stepped
+
+
+def rng_state() -> dict[str, Any]:
+    """The CPU generator, and every CUDA generator once CUDA is in use: dropout on a GPU draws from those, so
+    without them a resumed run would not repeat the uninterrupted one."""
+    state: dict[str, Any] = {"torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_initialized():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(saved: dict[str, Any]) -> None:
+    """Inverse of rng_state. Checkpoints from CPU runs or older versions have no CUDA states; with fewer GPUs
+    visible than when saving, the first ones are restored."""
+    torch.set_rng_state(saved["torch_rng"])
+    cuda_states = saved.get("cuda_rng")
+    if cuda_states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(cuda_states)[: torch.cuda.device_count()])
 
 
 @dataclass(frozen=True)
@@ -232,6 +302,7 @@ class StatementTrainer:
     def __init__(self, cfg: TrainConfig, train: Sequence[Statement], heldout: Sequence[Statement], output: Path,
                  *, manifest: dict[str, Any] | None = None, command: str = "", threads: int | None = None,
                  progress: Callable[[str], None] | None = None) -> None:
+        refuse_distributed()
         cfg.check()
         if not train:
             raise UsageError("no training statements (check --langs / --tasks)")
@@ -357,13 +428,15 @@ class StatementTrainer:
                 adapter_cfg["base_model_name_or_path"] = self.cfg.model
                 cfg_path.write_text(json.dumps(adapter_cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
-    def _save_checkpoint(self, model: Any, optimizer: Any, scheduler: Any, progress: dict[str, Any]) -> None:
+    def _save_checkpoint(self, model: Any, optimizer: Any, scheduler: Any, progress: dict[str, Any],
+                         scaler: torch.amp.GradScaler | None = None) -> None:
         ckpt = self.output / CHECKPOINT_DIR
         ckpt.mkdir(parents=True, exist_ok=True)
         _write_json(ckpt / "identity.json", {"identity": self.identity})
         _atomic_torch_save({"model": self._trainable_state(model), "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "progress": progress,
-                            "torch_rng": torch.get_rng_state()}, ckpt / "state.pt")
+                            "scaler": scaler.state_dict() if scaler is not None else None, **rng_state()},
+                           ckpt / "state.pt")
 
     # -- the loop ------------------------------------------------------------------------------------------
 
@@ -378,8 +451,11 @@ class StatementTrainer:
         self.output.mkdir(parents=True, exist_ok=True)
         cfg = self.cfg
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cuda":
+            self.device = bind_cuda(self.device)
         dtype = resolve_dtype(cfg.dtype, self.device)
         self.amp_dtype = dtype if dtype != torch.float32 else None
+        scaler = loss_scaler(self.device, self.amp_dtype)
         notes: list[str] = []
         if self.device.type == "cpu" and self.amp_dtype is not None:
             notes.append(f"{dtype_name(dtype)} autocast on CPU over fp32 weights")
@@ -432,18 +508,21 @@ class StatementTrainer:
                 raise UsageError(f"{state['checkpoint']}: checkpoint does not fit this model; use --overwrite")
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
-            torch.set_rng_state(saved["torch_rng"])
+            if scaler is not None and saved.get("scaler"):  # none in checkpoints of older versions
+                scaler.load_state_dict(saved["scaler"])
+            restore_rng(saved)
             progress = saved["progress"]
             resumed_from = int(progress["step"])
             self.log(f"resuming at step {resumed_from} of {total_steps}")
         history = [EvalRecord(**h) for h in progress["history"]]
         best = EvalRecord(**progress["best"]) if progress["best"] else None
         step = int(progress["step"])
+        skipped = int(progress.get("skipped", 0))  # optimizer steps the fp16 scaler skipped
         prior_seconds = float(progress.get("seconds", 0.0))
         loop_started = time.perf_counter()
 
         def snapshot(epoch: int, batch_in_epoch: int) -> dict[str, Any]:
-            return {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+            return {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "skipped": skipped,
                     "best": asdict(best) if best else None, "history": [asdict(h) for h in history],
                     "seconds": prior_seconds + time.perf_counter() - loop_started}
 
@@ -476,13 +555,12 @@ class StatementTrainer:
                     with self._autocast():
                         logits = model(**batch).logits
                     loss = torch.nn.functional.cross_entropy(logits.float(), target) / cfg.grad_accum
-                    loss.backward()
+                    (scaler.scale(loss) if scaler is not None else loss).backward()
                     running.append(float(loss.detach()) * cfg.grad_accum)
                     if (b + 1) % cfg.grad_accum and b + 1 != len(order):
                         continue
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    optimizer.step()
-                    scheduler.step()
+                    if not optimizer_step(params, optimizer, scheduler, scaler):
+                        skipped += 1
                     optimizer.zero_grad(set_to_none=True)
                     step += 1
                     done_batch = b + 1
@@ -491,7 +569,7 @@ class StatementTrainer:
                         running = []
                     if step % cfg.eval_every == 0 or step == total_steps:
                         maybe_evaluate(epoch + (b + 1) / len(order))
-                        self._save_checkpoint(model, optimizer, scheduler, snapshot(epoch, b + 1))
+                        self._save_checkpoint(model, optimizer, scheduler, snapshot(epoch, b + 1), scaler)
                     if step >= total_steps:
                         break
                 else:
@@ -501,9 +579,12 @@ class StatementTrainer:
                 break
         except KeyboardInterrupt:
             # keep every finished step: the same command continues from here
-            self._save_checkpoint(model, optimizer, scheduler, snapshot(epoch, done_batch))
+            self._save_checkpoint(model, optimizer, scheduler, snapshot(epoch, done_batch), scaler)
             raise
         seconds = prior_seconds + time.perf_counter() - loop_started
+        if scaler is not None:
+            notes.append(f"fp16 autocast with dynamic loss scaling: {skipped} of {step} optimizer steps skipped "
+                         "(inf/NaN gradients)")
         outcome = TrainOutcome(self.output, best, history, step, resumed_from, seconds)
         self._finish(outcome, notes, total_steps, len(usable), dropped, held_dropped,
                      device=describe_device(self.device), dtype=dtype_name(dtype),
