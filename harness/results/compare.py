@@ -24,7 +24,7 @@ from typing import Any, Literal
 from harness.core import Sample
 from harness.errors import DataError
 from harness.results.samples import sample_from_dict
-from harness.results.schema import RESULT_FILE, SAMPLES_FILE, read_result
+from harness.results.schema import RESULT_FILE, SAMPLES_FILE, read_json_object, read_result
 
 Status = Literal["PASS", "FAIL"]
 IdRule = Literal["same", "subset"]
@@ -566,13 +566,4 @@ class TrainingCheck:
 
 def check_training(path: Path, *, steps: int, expect_device: str | None = "cuda") -> TrainingCheck:
     """Check a `bench train --output DIR` (its training.json)."""
-    file = Path(path) / "training.json"
-    try:
-        info = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise DataError(f"{file}: cannot read ({err.strerror})") from err
-    except ValueError as err:
-        raise DataError(f"{file}: not valid JSON ({err})") from err
-    if not isinstance(info, dict):
-        raise DataError(f"{file}: not a training record")
-    return TrainingCheck(info, steps, expect_device)
+    return TrainingCheck(read_json_object(Path(path) / "training.json", "training record"), steps, expect_device)

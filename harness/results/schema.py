@@ -135,7 +135,9 @@ def write_result(path: Path, result: RunResult) -> None:
     write_json_atomic(path, result_to_dict(result))
 
 
-def read_result(path: Path) -> RunResult:
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from a file, or a one-line DataError naming the file (unreadable, not JSON, not an
+    object: then "not a <what>")."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
@@ -143,8 +145,12 @@ def read_result(path: Path) -> RunResult:
     except ValueError as err:
         raise DataError(f"{path}: not valid JSON ({err})") from err
     if not isinstance(doc, dict):
-        raise DataError(f"{path}: not a statement-bench result file")
-    return result_from_dict(doc, where=str(path))
+        raise DataError(f"{path}: not a {what}")
+    return doc
+
+
+def read_result(path: Path) -> RunResult:
+    return result_from_dict(read_json_object(path, "statement-bench result file"), where=str(path))
 
 
 def find_result_files(paths: list[Path]) -> list[Path]:
