@@ -305,6 +305,22 @@ def test_scores_follow_prompt_logprobs(fake_vllm: fake.State):
         assert math.isclose(score.value, expected)
 
 
+def test_requests_cut_to_the_window_are_flagged_truncated(fake_vllm: fake.State):
+    """vLLM keeps the last max_length - 1 tokens of a request (lm-eval's rule): a longer one is scored on its end
+    only and must say so, as the hf backend's scores do."""
+    backend = vllm_backend(max_length=12)
+    reqs = [LoglikelihoodRequest("xcopa/et/test/0", 0, "Hi. ", "Yes.", "Yes."),
+            LoglikelihoodRequest("xcopa/et/test/0", 1, "The man went home because it was late at night. ",
+                                 "He slept.", "He slept.")]
+    units = backend.encoder.units(reqs)
+    lengths = [len(u.context) + len(u.continuation) for u in units]
+    assert lengths[0] <= 11 < lengths[1]
+    scores = backend.score(reqs)
+    assert [s.truncated for s in scores] == [False, True]
+    (call,) = fake_vllm.engine.generate_calls
+    assert len(call["prompts"][1]["prompt_token_ids"]) == 11
+
+
 def test_cli_run_passes_vllm_options(fake_vllm: fake.State, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     import torch
     from click.testing import CliRunner

@@ -365,7 +365,9 @@ class VLLMBackend:
         outputs = self.llm.generate(prompts, self.sampling, use_tqdm=False, lora_request=self.lora_request)
         raw = [parse_prompt_logprobs(tokens, out.prompt_logprobs, ctxlen)
                for (tokens, ctxlen), out in zip(windows, outputs, strict=True)]
-        return self.encoder.scores(units, raw)
+        # vllm_window keeps the last max_length - 1 tokens: a longer request lost its start (flagged, as hf does)
+        truncated = [len(u.context) + len(u.continuation) > self.encoder.max_length - 1 for u in units]
+        return self.encoder.scores(units, raw, truncated=truncated)
 
     def close(self) -> None:
         if hasattr(self, "llm"):

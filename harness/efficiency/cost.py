@@ -96,8 +96,10 @@ def two_label(config: Any) -> Any:
 
 
 def build_on_meta(config: Any, kind: str) -> Any:
-    """The architecture on the meta device (no memory, no weights), with sdpa attention where the architecture
-    has it (eager otherwise); an unbuildable config is a one-line ModelError."""
+    """The architecture on the meta device (no memory, no weights) with the attention transformers picks for it,
+    as `bench run` loads it (sdpa where the architecture supports it, eager for e.g. Gemma 2, whose logit
+    soft-capping sdpa drops; an estimate's activation memory depends on it); an unbuildable config is a one-line
+    ModelError."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -108,10 +110,7 @@ def build_on_meta(config: Any, kind: str) -> Any:
     try:
         with hf_quiet(), warnings.catch_warnings(), torch.device("meta"):
             warnings.simplefilter("ignore")
-            try:
-                return auto.from_config(config, attn_implementation="sdpa")
-            except (ValueError, ImportError):  # no sdpa for this architecture (e.g. DeBERTa-v2)
-                return auto.from_config(config, attn_implementation="eager")
+            return auto.from_config(config)
     except Exception as err:  # transformers raises many types for an unbuildable config
         raise ModelError(f"cannot build model_type {getattr(config, 'model_type', '?')!r} from its config: "
                          f"{one_line(err)}") from err

@@ -4,7 +4,6 @@ random weights from its config.json; configs, tokenizers (own or a stand-in) and
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -14,7 +13,7 @@ from harness.efficiency.cost import model_cost, two_label
 from harness.efficiency.devices import DeviceProfile
 from harness.efficiency.memory import GB, available_memory_bytes
 from harness.efficiency.spec import MeasureSpec
-from harness.errors import ModelError, UsageError, one_line
+from harness.errors import ModelError, UsageError
 
 #: Stand-in tokenizers for random-weight models whose own tokenizer is not on this machine.
 STAND_IN_TOKENIZER = {"encoder": "me5-small", "causal": "gemma3-270m"}
@@ -149,24 +148,6 @@ def profile_dtype(requested: str, profile: DeviceProfile) -> torch.dtype:
 def attention_impl(model: Any) -> str:
     """The attention implementation transformers resolved for this model (recorded with every measurement)."""
     return str(getattr(model.config, "_attn_implementation", None) or "eager")
-
-
-def build_default_on_meta(config: Any, kind: str) -> Any:
-    """The architecture on the meta device with the attention transformers picks for it, as `bench run` loads it
-    (an estimate's activation memory depends on it); an unbuildable config is a one-line ModelError."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    from harness.models.presets import hf_quiet
-
-    auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
-    config = config if kind == "causal" else two_label(config)
-    try:
-        with hf_quiet(), warnings.catch_warnings(), torch.device("meta"):
-            warnings.simplefilter("ignore")
-            return auto.from_config(config)
-    except Exception as err:  # transformers raises many types for an unbuildable config
-        raise ModelError(f"cannot build model_type {getattr(config, 'model_type', '?')!r} from its config: "
-                         f"{one_line(err)}") from err
 
 
 def load_real(spec: MeasureSpec) -> TimedModel:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from harness.efficiency.batch_search import MaxBatch, is_out_of_memory, linear_guess, search_max_batch
-from harness.efficiency.cost import ModelCost, model_cost
+from harness.efficiency.cost import ModelCost, build_on_meta, model_cost
 from harness.efficiency.devices import (
     DeviceProfile,
     MeasuredPeaks,
@@ -33,7 +33,6 @@ from harness.efficiency.estimate import estimate_record
 from harness.efficiency.loading import (
     TimedModel,
     attention_impl,
-    build_default_on_meta,
     check_weights_fit,
     load_random,
     load_real,
@@ -228,7 +227,7 @@ def measure(spec: MeasureSpec, log: Callable[[str], None] = lambda _m: None) -> 
         target = get_profile(spec.profile)
         device = torch.device("cuda" if target.kind == "gpu" else "cpu")
         dtype = profile_dtype(spec.dtype, target)
-        meta = build_default_on_meta(config, kind)  # the attention `bench run` would get (eager for Gemma 2)
+        meta = build_on_meta(config, kind)  # the attention `bench run` would get (eager for Gemma 2)
         attention = attention_impl(meta)
         cost = model_cost(config, kind, meta)
     t0 = time.perf_counter()
@@ -292,24 +291,26 @@ def measure(spec: MeasureSpec, log: Callable[[str], None] = lambda _m: None) -> 
         if found.max_batch > 0 and found.max_batch not in spec.batch_sizes:
             sizes.append((found.max_batch, "max"))
         meter = open_energy_meter(device)
-        for b, lab in sizes:
-            oom: str | None = None
-            try:
-                point = throughput(tm, workload, cost, spec, tracker, b, lab, profile, dtype_str, meter)
-            except BaseException as err:
-                if not is_out_of_memory(err):
-                    raise
-                oom = str(err).splitlines()[0] if str(err) else type(err).__name__
-            if oom is not None:  # released past the except block, where the traceback no longer holds the tensors
-                release_memory(device)
-                point = {"batch_size": b, "label": lab, "error": f"out of memory: {oom}"}
-            record["throughput"].append(point)
-            if "examples_per_s" in point:
-                per_1k = point["energy"]["joules_per_1k_examples"]
-                energy_note = f"{per_1k:.1f} J / 1k examples" if per_1k is not None else point["energy"]["reason"]
-                log(f"{spec.model}: batch {b}: {point['examples_per_s']:.2f} examples/s, "
-                    f"p50 {point['latency_s']['p50'] * 1000:.1f} ms, energy {energy_note}")
-        meter.close()
+        try:
+            for b, lab in sizes:
+                oom: str | None = None
+                try:
+                    point = throughput(tm, workload, cost, spec, tracker, b, lab, profile, dtype_str, meter)
+                except BaseException as err:
+                    if not is_out_of_memory(err):
+                        raise
+                    oom = str(err).splitlines()[0] if str(err) else type(err).__name__
+                if oom is not None:  # released past the except block, where the traceback no longer holds the tensors
+                    release_memory(device)
+                    point = {"batch_size": b, "label": lab, "error": f"out of memory: {oom}"}
+                record["throughput"].append(point)
+                if "examples_per_s" in point:
+                    per_1k = point["energy"]["joules_per_1k_examples"]
+                    energy_note = f"{per_1k:.1f} J / 1k examples" if per_1k is not None else point["energy"]["reason"]
+                    log(f"{spec.model}: batch {b}: {point['examples_per_s']:.2f} examples/s, "
+                        f"p50 {point['latency_s']['p50'] * 1000:.1f} ms, energy {energy_note}")
+        finally:  # NVML is shut down whatever ends the loop (an OOM point is recorded and the loop goes on)
+            meter.close()
         timing["throughput_s"] = time.perf_counter() - t0
         if spec.estimate:
             record["estimate"] = estimate_record(
