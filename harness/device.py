@@ -112,23 +112,28 @@ def resolve_dtype(requested: str, device: torch.device | str) -> torch.dtype:
     device_type = torch.device(device).type
     if name == "auto":
         if device_type == "cuda":
-            return torch.bfloat16 if cuda_has_native_bf16() else torch.float16
+            return torch.bfloat16 if cuda_has_native_bf16(device) else torch.float16
         return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
     if name == "float16" and device_type == "cpu":
         raise UsageError("--dtype fp16 is not supported on CPU; use fp32 or bf16 (or --dtype auto)")
     return _DTYPES[name]
 
 
-def cuda_has_native_bf16() -> bool:
-    """bf16 in hardware (compute capability >= 8, or ROCm). Plain ``torch.cuda.is_bf16_supported()`` also says
-    True on a T4/V100, where bf16 is emulated and slow (torch 2.13 torch/cuda/__init__.py: the default
-    ``including_emulation=True`` tries to create a bf16 tensor). Checks torch's current device."""
-    return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+def cuda_has_native_bf16(device: torch.device | str = "cuda") -> bool:
+    """bf16 in hardware (compute capability >= 8, or ROCm) on ``device``. Plain ``torch.cuda.is_bf16_supported()``
+    also says True on a T4/V100, where bf16 is emulated and slow (torch 2.13 torch/cuda/__init__.py: the default
+    ``including_emulation=True`` tries to create a bf16 tensor). torch asks its *current* device, so ``cuda:N``
+    is made current for the question (a machine may mix GPU generations)."""
+    index = torch.device(device).index
+    if index is None:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    with torch.cuda.device(index):
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
 
 
 def precision_note(dtype: torch.dtype, device: torch.device | str) -> str | None:
     """A note for the result file when an explicitly chosen dtype runs emulated (bf16 on a pre-Ampere GPU)."""
-    if torch.device(device).type == "cuda" and dtype == torch.bfloat16 and not cuda_has_native_bf16():
+    if torch.device(device).type == "cuda" and dtype == torch.bfloat16 and not cuda_has_native_bf16(device):
         return "bf16 on a GPU without native bf16 (compute capability < 8): emulated, slow; fp16 is native here"
     return None
 

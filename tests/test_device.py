@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -92,11 +93,21 @@ def test_bad_dtype(value: str) -> None:
 
 
 def test_auto_dtype_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    _gpus(monkeypatch, [True])
     assert dev.resolve_dtype("auto", "cuda") == torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    _gpus(monkeypatch, [False])
     assert dev.resolve_dtype("auto", "cuda:0") == torch.float16
     assert dev.resolve_dtype("fp16", "cuda") == torch.float16
+
+
+def test_auto_dtype_asks_the_named_gpu_not_the_current_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine mixing an A100 (cuda:0, current) and a V100 (cuda:1): torch answers for its current device, so
+    cuda:1 must be asked as cuda:1."""
+    _gpus(monkeypatch, [True, False])
+    assert dev.resolve_dtype("auto", "cuda:0") == torch.bfloat16
+    assert dev.resolve_dtype("auto", "cuda:1") == torch.float16
+    assert dev.precision_note(torch.bfloat16, torch.device("cuda:1")) is not None
+    assert dev.precision_note(torch.bfloat16, torch.device("cuda:0")) is None
 
 
 def test_resolve_device_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,9 +150,27 @@ def test_environment_is_json_and_complete() -> None:
     assert env["torch_threads"] == torch.get_num_threads()
 
 
+def _gpus(monkeypatch: pytest.MonkeyPatch, native_bf16: list[bool]) -> None:
+    """Fake GPUs: ``torch.cuda.device(i)`` makes GPU i current, and ``is_bf16_supported`` answers for the current
+    one as torch does (native from compute capability 8; anything emulates it when including_emulation)."""
+    current = [0]
+
+    @contextlib.contextmanager
+    def device(index: int):  # type: ignore[no-untyped-def]
+        before, current[0] = current[0], index
+        try:
+            yield
+        finally:
+            current[0] = before
+
+    monkeypatch.setattr(torch.cuda, "device", device)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: native_bf16[current[0]] or including_emulation)
+
+
 def _t4(monkeypatch: pytest.MonkeyPatch) -> None:
     """A pre-Ampere GPU (T4/V100): bf16 only through emulation, as torch.cuda.is_bf16_supported reports it."""
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    _gpus(monkeypatch, [False])
 
 
 def test_auto_dtype_on_cuda_needs_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,6 +6,7 @@ A tiny fake encoder stands in for the model (no transformers load), so these run
 
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,6 +168,7 @@ def test_auto_dtype_on_a_gpu_without_bf16_uses_a_grad_scaler(tmp_path: Path, mon
     monkeypatch.setattr(trainer_mod, "resolve_device", lambda _v: torch.device("cuda", 0))
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "set_device", lambda _d: None)
+    monkeypatch.setattr(torch.cuda, "device", lambda _i: contextlib.nullcontext())  # "make GPU i current"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *_a, **_kw: False)  # e.g. a T4 or V100
     monkeypatch.setattr(torch.amp, "GradScaler", fake_grad_scaler)
     with pytest.raises(Made, match="cuda"):
