@@ -119,6 +119,17 @@ def resolve_dtype(requested: str, device: torch.device | str) -> torch.dtype:
     return _DTYPES[name]
 
 
+def bind_cuda(device: torch.device) -> torch.device:
+    """Make a CUDA device the current one (``cuda`` -> ``cuda:<current>``) before loading or timing: bf16 support
+    is probed, kernels' workspaces, cuBLAS handles, events and bare ``cuda`` tensors all use the current device,
+    which on ``cuda:N`` must be N. Other devices are returned as they are."""
+    if device.type != "cuda":
+        return device
+    index = torch.cuda.current_device() if device.index is None else device.index
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
 def cuda_has_native_bf16(device: torch.device | str = "cuda") -> bool:
     """bf16 in hardware (compute capability >= 8, or ROCm) on ``device``. Plain ``torch.cuda.is_bf16_supported()``
     also says True on a T4/V100, where bf16 is emulated and slow (torch 2.13 torch/cuda/__init__.py: the default

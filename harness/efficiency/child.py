@@ -26,10 +26,9 @@ def main(argv: list[str]) -> int:
     spec = MeasureSpec.from_dict(json.loads(spec_path.read_text(encoding="utf-8")))
     try:
         if spec.measure:  # `--device cuda:N`: current before anything is loaded or timed
-            from harness.device import resolve_device
-            from harness.efficiency.timing import use_device
+            from harness.device import bind_cuda, resolve_device
 
-            use_device(resolve_device(spec.device))
+            bind_cuda(resolve_device(spec.device))
         record = measure(spec, log=lambda line: print(line, flush=True))
     except BenchError as err:
         out_path.write_text(json.dumps({"error": one_line(err)}), encoding="utf-8")

@@ -502,18 +502,23 @@ def _cuda_dtypes(dtype: str, major: int) -> tuple[str, ...]:
 def measure_cuda_peaks(device: torch.device, dtype: str = "auto", seconds: float = 1.0) -> MeasuredPeaks:
     """The CPU profile's micro-benchmarks on a CUDA device: best-of square matmuls per dtype and a device copy.
     Out of memory (a model already fills the device) is a one-line ModelError."""
+    from harness.device import release_memory
     from harness.efficiency.batch_search import is_out_of_memory
 
     props = torch.cuda.get_device_properties(device)
     dtypes = _cuda_dtypes(dtype, int(getattr(props, "major", 0)))
     n, nbytes = _MATMUL_N["cuda"], _COPY_BYTES["cuda"]
+    failed: Exception | None = None
     try:
         flops, bandwidth = measure_peaks(peak_kernels(device), dtypes, seconds, matmul_n=n, copy_bytes=nbytes)
     except Exception as err:
         if not is_out_of_memory(err):
             raise
-        torch.cuda.empty_cache()
-        raise ModelError(f"cannot measure the peaks of {props.name}: out of memory ({one_line(err, 120)})") from err
+        failed = err
+    if failed is not None:  # released past the except block, whose frames still held the benchmark's tensors
+        release_memory(device)
+        raise ModelError(f"cannot measure the peaks of {props.name}: out of memory "
+                         f"({one_line(failed, 120)})") from failed
     tf32 = "on" if torch.backends.cuda.matmul.allow_tf32 else "off"
     method = (
         f"measured on this machine, not a vendor figure: best-of {n}x{n} torch.mm ({', '.join(flops)}) timed with "

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import gc
 import os
 import re
 from dataclasses import dataclass
 
 import torch
 
+from harness.device import release_memory as device_release_memory
 from harness.efficiency.batch_search import OutOfMemory
 
 _STATUS = "/proc/self/status"
@@ -59,11 +59,11 @@ def reset_peak_rss() -> bool:
 
 
 def release_memory(device: torch.device) -> None:
-    """After an out-of-memory probe: drop garbage, return freed heap pages (glibc), empty torch's cache. Call it
-    outside the ``except`` block: the traceback keeps the failed forward's tensors alive until then."""
-    gc.collect()
+    """After an out-of-memory probe: `harness.device.release_memory` (garbage, torch's CUDA cache), and on CPU
+    also return freed heap pages (glibc), since the next probe's peak RSS is measured. Call it outside the
+    ``except`` block: the traceback keeps the failed forward's tensors alive until then."""
+    device_release_memory(device)
     if device.type == "cuda":
-        torch.cuda.empty_cache()
         return
     with contextlib.suppress(OSError, AttributeError):  # not glibc
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -96,8 +96,7 @@ class MemoryTracker:
         the current values, and blocks a failed probe left cached would count as this window's reserved peak."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-            gc.collect()
-            torch.cuda.empty_cache()
+            device_release_memory(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
         reset_peak_rss()
 

@@ -33,13 +33,6 @@ def timed(fn: Callable[[], T], device: torch.device) -> tuple[T, float]:
     return out, time.perf_counter() - begin
 
 
-def use_device(device: torch.device) -> None:
-    """Make a CUDA device with an index the current one, before loading and timing: kernels' workspaces, cuBLAS
-    handles and every API call that takes no device default to the current device (device 0 otherwise)."""
-    if device.type == "cuda" and device.index is not None:
-        torch.cuda.set_device(device)
-
-
 def percentile(values: Sequence[float], q: float) -> float:
     """Linear-interpolated percentile (numpy's default method), q in [0, 100]."""
     if not values:

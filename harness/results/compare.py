@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from harness.core import Sample
 from harness.errors import DataError
-from harness.results.samples import sample_from_dict
+from harness.results.samples import parse_sample_lines
 from harness.results.schema import RESULT_FILE, SAMPLES_FILE, read_json_object, read_result
 
 Status = Literal["PASS", "FAIL"]
@@ -114,22 +114,10 @@ def read_samples(path: Path) -> dict[str, Sample]:
     path = Path(path)
     file = path if path.is_file() else _run_dir(path) / SAMPLES_FILE
     try:
-        data = file.read_text(encoding="utf-8")
+        data = file.read_bytes()
     except OSError as err:
         raise DataError(f"{file}: cannot read ({err.strerror})") from err
-    lines = data.split("\n")
-    if not data.endswith("\n"):
-        lines = lines[:-1]  # an unfinished write
-    samples: dict[str, Sample] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            sample = sample_from_dict(json.loads(line))
-        except (ValueError, KeyError, TypeError) as err:
-            raise DataError(f"{file}: line {number} is not a valid sample ({err})") from err
-        samples[sample.example_id] = sample  # the last line of an id wins, as in SampleStore
-    return samples
+    return parse_sample_lines(data, file)[0]  # the last line of an id wins, as in SampleStore
 
 
 # -- score comparison --------------------------------------------------------------------------------------------

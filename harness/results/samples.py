@@ -35,6 +35,29 @@ def sample_from_dict(d: dict[str, Any]) -> Sample:
                   extra=d.get("extra", {}))
 
 
+def parse_sample_lines(data: bytes, path: Path, hint: str = "") -> tuple[dict[str, Sample], int, int]:
+    """(samples by example id, the last line of an id winning; bytes of the complete lines; lines dropped as
+    duplicates) from a samples.jsonl's bytes. A last piece without its newline is an unfinished write: not read,
+    and not counted in the complete bytes. A bad complete line is a one-line DataError (``hint`` appended)."""
+    samples: dict[str, Sample] = {}
+    duplicates = good_end = pos = 0
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        end = pos + len(line) + 1
+        if end > len(data):  # last piece without a newline: an unfinished write
+            break
+        if line.strip():
+            try:
+                sample = sample_from_dict(json.loads(line))
+            except (ValueError, KeyError, TypeError) as err:
+                raise DataError(f"{path}: line {number} is not a valid sample ({err}){hint}") from err
+            if sample.example_id in samples:
+                duplicates += 1
+            samples[sample.example_id] = sample
+        good_end = end
+        pos = end
+    return samples, good_end, duplicates
+
+
 class SampleStore:
     """Append-only JSONL keyed by example id. A torn last line (kill -9 mid-write) is cut off on open."""
 
@@ -48,23 +71,8 @@ class SampleStore:
 
     def _load(self) -> None:
         data = self.path.read_bytes()
-        good_end = 0
-        pos = 0
-        for number, line in enumerate(data.split(b"\n"), start=1):
-            end = pos + len(line) + 1
-            if end > len(data):  # last piece without a newline: an unfinished write
-                break
-            if line.strip():
-                try:
-                    sample = sample_from_dict(json.loads(line))
-                except (ValueError, KeyError, TypeError) as err:
-                    raise DataError(f"{self.path}: line {number} is not a valid sample ({err}); "
-                                    "delete the file to start this run again") from err
-                if sample.example_id in self.samples:
-                    self.duplicates_dropped += 1
-                self.samples[sample.example_id] = sample
-            good_end = end
-            pos = end
+        self.samples, good_end, self.duplicates_dropped = parse_sample_lines(
+            data, self.path, hint="; delete the file to start this run again")
         if good_end < len(data):
             self.recovered_bytes = len(data) - good_end
             with self.path.open("r+b") as fh:

@@ -36,7 +36,14 @@ from typing import Any
 
 import torch
 
-from harness.device import cpu_has_fast_bf16, describe_device, dtype_name, resolve_device, resolve_dtype
+from harness.device import (
+    bind_cuda,
+    cpu_has_fast_bf16,
+    describe_device,
+    dtype_name,
+    resolve_device,
+    resolve_dtype,
+)
 from harness.errors import UsageError
 from harness.models.presets import (
     DEFAULT_ENCODER_BASE,
@@ -80,14 +87,6 @@ def refuse_distributed() -> None:
         return
     raise UsageError(f"WORLD_SIZE={raw}: bench train does not support torchrun / multi-process training yet; "
                      "run it as one process (pick the GPU with --device cuda:N)")
-
-
-def bind_cuda(device: torch.device) -> torch.device:
-    """``cuda`` -> ``cuda:<current>``, and make it the current device: bf16 support is probed, bitsandbytes
-    kernels launch and bare ``cuda`` tensors land on the current device, which on ``cuda:N`` must be N."""
-    index = torch.cuda.current_device() if device.index is None else device.index
-    torch.cuda.set_device(index)
-    return torch.device("cuda", index)
 
 
 def loss_scaler(device: torch.device, amp_dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
