@@ -37,11 +37,10 @@ GPU steps, so they add no wall time while they are shorter than the GPU half:
 Tolerances (`harness.results.compare`): log-likelihood fp32 abs Δ <= 0.05 nats with agreement >= 0.98; bf16
 abs Δ <= 1 + 0.05 * abs(loglik) with agreement >= 0.90; P(True) fp32 abs Δ <= 1e-3 (0.98), bf16 <= 0.05 (0.90).
 
-The vLLM step passes ``--max-num-batched-tokens`` and ``--gpu-memory-utilization`` when this ``bench run``
-has them (they bound the prompt-logprob tensor, tokens x 262k vocabulary); otherwise it runs with vLLM's
-defaults and the row says so. vLLM or bitsandbytes missing: that row is SKIP with the install hint, and the
-exit code is 1 unless ``--allow-skip``. Exit codes: 0 all passed, 1 a FAIL (or a SKIP), 2 no CUDA / bad usage.
-Without CUDA it prints one line and exits 2.
+The vLLM step passes ``--max-num-batched-tokens 2048`` and ``--gpu-memory-utilization 0.5`` (they bound the
+prompt-logprob tensor, tokens x 262k vocabulary). vLLM or bitsandbytes missing: that row is SKIP with the
+install hint, and the exit code is 1 unless ``--allow-skip``. Exit codes: 0 all passed, 1 a FAIL (or a SKIP),
+2 no CUDA / bad usage. Without CUDA it prints one line and exits 2.
 """
 
 from __future__ import annotations
@@ -77,7 +76,6 @@ EFFICIENCY_BIG = "llama-3.1-8b"  # in the seed's efficiency set; random weights 
 TRAIN_STEPS = 20
 VLLM_HINT = "vllm not installed: pip install 'statement-bench[gpu]'"
 QLORA_HINT = "bitsandbytes not installed: pip install 'statement-bench[qlora]'"
-VLLM_FLAGS = ("--max-num-batched-tokens", "--gpu-memory-utilization")
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,6 @@ class Step:
     timeout_s: float
     device: Literal["cpu", "cuda"] = "cuda"
     needs: tuple[tuple[str, str], ...] = ()  # (module, skip reason when it is missing)
-    note: str | None = None
 
 
 @dataclass
@@ -159,7 +156,7 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def plan_steps(out: Path, size: Size, *, vllm_flags: bool = True, cpu_threads: int | None = None) -> dict[str, Step]:
+def plan_steps(out: Path, size: Size, *, cpu_threads: int | None = None) -> dict[str, Step]:
     """Every step's `bench` arguments (without the leading ``bench``); outputs under ``out/runs/<step>``."""
     runs = out / "runs"
     threads = ("--threads", str(cpu_threads)) if cpu_threads else ()
@@ -180,12 +177,9 @@ def plan_steps(out: Path, size: Size, *, vllm_flags: bool = True, cpu_threads: i
                 "--per-task", "40", "--max-steps", str(TRAIN_STEPS), "--eval-every", "10", "--batch-size", "16",
                 "--max-length", "128", "--device", "cuda", "--output", str(runs / name), "--overwrite", "--quiet")
 
-    vllm_args = run("vllm-bf16", "vllm", CAUSAL_MODEL, "cuda", "bf16", size.big)
-    note = None
-    if vllm_flags:  # bound the prompt-logprob tensor (tokens per step x 262k vocabulary x 4 bytes: 2 GiB)
-        vllm_args = (*vllm_args, "--max-num-batched-tokens", "2048", "--gpu-memory-utilization", "0.5")
-    else:
-        note = f"this bench run has no {' / '.join(VLLM_FLAGS)}: ran with vLLM's defaults"
+    # bound the prompt-logprob tensor (tokens per step x 262k vocabulary x 4 bytes: 2 GiB)
+    vllm_args = (*run("vllm-bf16", "vllm", CAUSAL_MODEL, "cuda", "bf16", size.big),
+                 "--max-num-batched-tokens", "2048", "--gpu-memory-utilization", "0.5")
     vllm_need = (("vllm", VLLM_HINT),)
     steps = [
         Step("hf-cpu-fp32", run("hf-cpu-fp32", "hf", CAUSAL_MODEL, "cpu", "fp32", size.small), 300, "cpu"),
@@ -193,7 +187,7 @@ def plan_steps(out: Path, size: Size, *, vllm_flags: bool = True, cpu_threads: i
              180, "cpu"),
         Step("hf-cuda-fp32", run("hf-cuda-fp32", "hf", CAUSAL_MODEL, "cuda", "fp32", size.big), 240),
         Step("hf-cuda-bf16", run("hf-cuda-bf16", "hf", CAUSAL_MODEL, "cuda", "bf16", size.small), 180),
-        Step("vllm-bf16", vllm_args, 360, needs=vllm_need, note=note),
+        Step("vllm-bf16", vllm_args, 360, needs=vllm_need),
         Step("encoder-cuda-fp32", run("encoder-cuda-fp32", "encoder", ENCODER_MODEL, "cuda", "fp32", size.encoder),
              150),
         Step("encoder-cuda-bf16", run("encoder-cuda-bf16", "encoder", ENCODER_MODEL, "cuda", "bf16", size.encoder),
@@ -388,10 +382,6 @@ def evaluate(check: Check, runs: dict[str, StepRun], steps: dict[str, Step], out
     row.summary = result.summary()
     row.status = "PASS" if verdict.passed else "FAIL"
     row.reasons = list(verdict.reasons)
-    notes = [steps[s].note for s in check.steps if steps[s].note]
-    if notes:
-        row.figures["notes"] = notes
-        row.summary += f" ({'; '.join(n for n in notes if n)})"
     return row
 
 
@@ -430,16 +420,6 @@ def cuda_or_exit() -> Any:
                   file=sys.stderr)
             raise SystemExit(2)
     return torch
-
-
-def bench_has_flags(flags: Sequence[str]) -> bool:
-    """Whether this checkout's `bench run` accepts the flags (asked through its --help, as a user would)."""
-    try:
-        proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--help"], capture_output=True,
-                              text=True, cwd=ROOT, env=bench_env(), timeout=120, check=False)
-    except subprocess.TimeoutExpired:
-        return False
-    return proc.returncode == 0 and all(f in proc.stdout for f in flags)
 
 
 def machine_record(torch: Any) -> dict[str, Any]:
@@ -489,9 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{time.perf_counter() - t0:6.0f}s {line}", file=sys.stderr, flush=True)
 
     needed = {s for c in checks for s in c.steps}
-    flags = "vllm-bf16" in needed and bench_has_flags(VLLM_FLAGS)
     cpu_threads = max(1, (os.cpu_count() or 2) - 2)  # leave two cores to feed the GPU steps
-    steps = plan_steps(out, size, vllm_flags=flags, cpu_threads=cpu_threads)
+    steps = plan_steps(out, size, cpu_threads=cpu_threads)
     machine = machine_record(torch)
     log(f"{machine['device']['name']} ({machine['device']['memory_gb']} GB), torch {torch.__version__}, "
         f"vllm {machine['versions'].get('vllm') or 'not installed'}; {len(checks)} checks -> {out}")
@@ -511,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{sum(r.status == 'SKIP' for r in rows)} SKIP; exit {code}")
     report = {"schema": "gpu_check/1", "started_at": started_at, "total_seconds": round(total, 1),
               "exit_code": code, "options": {"quick": args.quick, "only": args.only, "allow_skip": args.allow_skip,
-                                             "size": asdict(size), "vllm_flags": flags},
+                                             "size": asdict(size)},
               **machine, "checks": [asdict(r) for r in rows]}
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_check.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -354,10 +354,8 @@ def test_without_cuda_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def test_plan_is_accepted_by_the_real_cli(gpu_check: ModuleType, tmp_path: Path) -> None:
-    run_cmd = main.commands["run"]
-    has_vllm_flags = {"max_num_batched_tokens", "gpu_memory_utilization"} <= {p.name for p in run_cmd.params}
     for size in (gpu_check.FULL, gpu_check.QUICK):
-        steps = gpu_check.plan_steps(tmp_path, size, vllm_flags=has_vllm_flags, cpu_threads=2)
+        steps = gpu_check.plan_steps(tmp_path, size, cpu_threads=2)
         assert set(steps) == {s for c in gpu_check.CHECKS for s in c.steps}
         for step in steps.values():
             command = main.commands[step.args[0]]
@@ -366,8 +364,10 @@ def test_plan_is_accepted_by_the_real_cli(gpu_check: ModuleType, tmp_path: Path)
             if step.args[0] in ("run", "efficiency", "train"):
                 assert ctx.params["device"] == ("cpu" if step.device == "cpu" else
                                                 "auto" if "vllm" in step.args else "cuda")
-    steps = gpu_check.plan_steps(tmp_path, gpu_check.FULL, vllm_flags=False)
-    assert steps["vllm-bf16"].note and "--max-num-batched-tokens" not in steps["vllm-bf16"].args
+    steps = gpu_check.plan_steps(tmp_path, gpu_check.FULL)
+    vllm_args = steps["vllm-bf16"].args  # the prompt-logprob stress run bounds its engine step and memory share
+    assert vllm_args[vllm_args.index("--max-num-batched-tokens") + 1] == "2048"
+    assert vllm_args[vllm_args.index("--gpu-memory-utilization") + 1] == "0.5"
     # the hf CPU reference is a subset of the CUDA fp32 run, which is what vLLM is compared with
     small, big = (int(steps[n].args[steps[n].args.index("--limit") + 1]) for n in ("hf-cpu-fp32", "hf-cuda-fp32"))
     assert small < big and steps["hf-cuda-fp32"].args.count("--tasks") == 1
@@ -382,7 +382,7 @@ def test_only_selects_checks(gpu_check: ModuleType) -> None:
 
 def test_rows_and_exit_codes(gpu_check: ModuleType, runs: dict[str, Path], tmp_path: Path) -> None:
     """Wiring from step outcomes to rows, on CPU outputs placed where the GPU steps would write."""
-    steps = gpu_check.plan_steps(tmp_path, gpu_check.QUICK, vllm_flags=False)
+    steps = gpu_check.plan_steps(tmp_path, gpu_check.QUICK)
     for name, src in (("hf-cpu-fp32", "fp32-a"), ("hf-cuda-fp32", "fp32-b")):
         (run_dir,) = runs[src].glob("*/")
         target = tmp_path / "runs" / name / run_dir.name
