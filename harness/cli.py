@@ -46,6 +46,21 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
     return items or None
 
 
+def _key_values(items: tuple[str, ...], option: str) -> tuple[tuple[str, str], ...]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise failure(f"{option} {item!r}: write NAME=VALUE", 2)
+        out[key.strip()] = value.strip()
+    return tuple(out.items())
+
+
+include_path_option = click.option(
+    "--include-path", "include_paths", multiple=True, metavar="DIR",
+    help="Directory (searched recursively) or file of your own task files (repeatable).")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="statement-bench", prog_name="bench")
 def main() -> None:
@@ -86,9 +101,18 @@ def main() -> None:
 @click.option("--data-source", type=click.Choice(["packaged", "hub"]), default="packaged", show_default=True,
               help="Packaged copies, or `datasets.load_dataset` from the Hub ids.")
 @click.option("--hub-dir", default=None, help="Local mirror of Hub datasets, laid out by repo id.")
-@click.option("--xcopa-question", type=click.Choice(["upstream", "copa-en"]), default="upstream",
-              show_default=True, help="XCOPA cause/effect: upstream field, or English COPA's (corrected) by idx.")
-@click.option("--templates", "templates_dir", default=None, help="Directory of <task>.yaml template overrides.")
+@click.option("--task-option", "task_options", multiple=True, metavar="NAME=VALUE",
+              help="A variant a task file declares (repeatable), e.g. xcopa-question=copa-en: English COPA's "
+                   "corrected cause/effect for XCOPA (see `bench list tasks`).")
+@click.option("--templates", "templates_mode", type=click.Choice(["draw", "all"]), default="draw", show_default=True,
+              help="Statement templates: one seeded draw per example, or every template of the task (template "
+                   "robustness: accuracy per template, mean and spread).")
+@click.option("--lm-eval-task", "lm_eval_tasks", multiple=True, metavar="NAME",
+              help="An lm-eval multiple_choice task from lm-eval's registry (and --include-path), instead of "
+                   "--tasks (repeatable).")
+@click.option("--templates-dir", "templates_dir", default=None, help="Directory of <task>.yaml statement-template "
+              "overrides.")
+@include_path_option
 @click.option("--output", default="results", show_default=True, help="Results directory (one folder per run).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @one_line_errors
@@ -97,12 +121,13 @@ def run_cmd(backend: str, model: str | None, adapter: str | None, tasks: str, la
             max_length: int | None, prompt: str, chat_template: bool, add_bos: bool | None,
             trust_remote_code: bool, tensor_parallel_size: int | None, pipeline_parallel_size: int | None,
             prefix_caching: bool | None, max_num_batched_tokens: int | None, gpu_memory_utilization: float | None,
-            distributed_executor_backend: str | None, data_source: str, hub_dir: str | None, xcopa_question: str,
-            templates_dir: str | None, output: str, quiet: bool) -> None:
+            distributed_executor_backend: str | None, data_source: str, hub_dir: str | None,
+            task_options: tuple[str, ...], templates_mode: str, lm_eval_tasks: tuple[str, ...],
+            templates_dir: str | None, include_paths: tuple[str, ...], output: str, quiet: bool) -> None:
     """Evaluate a model zero-shot on the eval tasks; resumable (re-run the same command)."""
     from harness.reports.tables import run_table
     from harness.runner import RunConfig, execute, plan_run
-    from harness.tasks.specs import TASKS
+    from harness.tasks.specs import task_names
 
     vllm_only = {"--tensor-parallel-size": tensor_parallel_size, "--pipeline-parallel-size": pipeline_parallel_size,
                  "--prefix-caching/--no-prefix-caching": prefix_caching,
@@ -113,7 +138,7 @@ def run_cmd(backend: str, model: str | None, adapter: str | None, tasks: str, la
     if given and backend != "vllm":
         raise failure(f"{', '.join(given)} apply to --backend vllm only (got --backend {backend})", 2)
     config = RunConfig(
-        backend=backend, model=model, adapter=adapter, tasks=_csv(tasks) or tuple(TASKS),
+        backend=backend, model=model, adapter=adapter, tasks=_csv(tasks) or task_names(include_paths),
         languages=_csv(langs), split=split, limit=limit, batch_size=batch_size, seed=seed, dtype=dtype,
         device=device, threads=threads, max_length=max_length, prompt=prompt, chat_template=chat_template,
         add_bos=add_bos, trust_remote_code=trust_remote_code,
@@ -125,7 +150,8 @@ def run_cmd(backend: str, model: str | None, adapter: str | None, tasks: str, la
                                                   ("distributed_executor_backend", distributed_executor_backend))
                                 if v is not None),
         data_source=data_source, hub_dir=hub_dir,
-        xcopa_question=xcopa_question, templates_dir=templates_dir, output_dir=output)
+        task_options=_key_values(task_options, "--task-option"), templates_dir=templates_dir,
+        templates_mode=templates_mode, lm_eval_tasks=lm_eval_tasks, include_paths=include_paths, output_dir=output)
     plan = plan_run(config)
     try:
         outcome = execute(plan, show_progress=not quiet)
@@ -230,25 +256,51 @@ def list_group() -> None:
 
 
 @list_group.command("tasks")
+@include_path_option
 @one_line_errors
-def list_tasks() -> None:
-    """Tasks, languages, splits and packaged row counts."""
+def list_tasks(include_paths: tuple[str, ...]) -> None:
+    """Tasks (built-in and from --include-path), languages, splits and row counts."""
     from harness.reports.tables import markdown_table
-    from harness.tasks.loading import manifest
-    from harness.tasks.specs import TASKS
+    from harness.tasks.registry import load_registry
 
-    man = manifest()["tasks"]
+    registry = load_registry(include_paths)
     rows = []
-    for name, spec in TASKS.items():
-        for split, langs in man[name]["splits"].items():
-            counts = [f"{lang}:{info['rows']}{'*' if info.get('derived') else ''}" for lang, info in langs.items()]
-            total = sum(info["rows"] for info in langs.values())
+    for name, spec in registry.tasks.items():
+        for split, sspec in spec.splits.items():
+            counts = [f"{lang}:{spec.rows(split, lang)}" for lang in spec.languages]
+            known = all(sspec.rows_for(lang) is not None for lang in spec.languages)
+            total = str(sum(spec.rows(split, lang) for lang in spec.languages)) if known else "?"
             default = " (default)" if split == spec.default_split else ""
-            rows.append([name, split + default, str(len(langs)), str(total), " ".join(counts)])
-    click.echo(markdown_table(["task", "split", "langs", "rows", "rows per language (* = derived)"], rows,
-                              align="llrrl"))
-    for name, spec in TASKS.items():
-        click.echo(f"{name}: hub {spec.hub_id}; licence {spec.license}" + (f"; {spec.note}" if spec.note else ""))
+            rows.append([name, split + default, str(len(spec.languages)), total,
+                         " ".join(counts) if known else " ".join(spec.languages)])
+    click.echo(markdown_table(["task", "split", "langs", "rows", "rows per language"], rows, align="llrrl"))
+    for name, spec in registry.tasks.items():
+        chance = f"{spec.chance:.1f}%" if spec.chance is not None else "varies"
+        data = {"packaged": "packaged data", "files": "local files", "hub": "Hub"}[spec.source]
+        where = "built-in" if name in registry.builtin else str(spec.path)
+        options = "".join(f"; --task-option {v.name}={'|'.join(v.choices)}" for v in spec.variants.values())
+        click.echo(f"{name} ({spec.title}; {where}): {data}" + (f", hub {spec.hub_id}" if spec.hub else "")
+                   + f"; chance {chance}; licence {spec.license or 'not stated'}{options}"
+                   + (f"; {spec.note}" if spec.note else ""))
+
+
+@main.group("task")
+def task_group() -> None:
+    """Work with task files (see docs/task-files.md)."""
+
+
+@task_group.command("check")
+@click.argument("task_file", type=click.Path(path_type=Path))
+@click.option("--lang", default=None, help="Language of the example shown (default: the task's first).")
+@click.option("--split", default=None, help="Split of the example shown (default: the task's default split).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the template draw shown.")
+@one_line_errors
+def task_check(task_file: Path, lang: str | None, split: str | None, seed: int) -> None:
+    """Validate a task file: load every split and language, then print the first example's statements and
+    causal-LM requests. Any error is one line naming the file, key or row; nothing is written."""
+    from harness.tasks.check import check_task_file
+
+    click.echo(check_task_file(task_file, language=lang, split=split, seed=seed))
 
 
 @list_group.command("models")

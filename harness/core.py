@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 RequestKind = Literal["statement", "loglikelihood"]
 
@@ -20,6 +20,8 @@ class Example:
     fields: Mapping[str, str]  # textual slots (premise, question, sentence, ...)
     candidates: tuple[str, ...]  # candidate texts (choices / endings / options / label names)
     gold: int
+    # the row as the task's data has it (lm-eval's "doc"): causal-LM prompts are built from it
+    doc: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def example_id(self) -> str:

@@ -42,11 +42,11 @@ from harness.results.schema import (
     TaskResult,
     write_result,
 )
-from harness.statement.templates import TemplateSet, parse_template_file, template_path
+from harness.statement.templates import TemplateSet, task_templates
 from harness.statement.verbalizer import StatementRequestBuilder
-from harness.tasks.adapters import TASK_FIELDS, AdapterOptions, check_options
-from harness.tasks.examples import ExampleSet, load_examples
-from harness.tasks.specs import TASKS, get_task
+from harness.tasks.examples import ExampleSet, check_task_options, load_examples
+from harness.tasks.registry import load_registry
+from harness.tasks.taskfile import TaskSpec
 
 #: The schema version in a run's identity (its directory name): bumped only when what a run scores changes, so
 #: result files of an earlier 1.x stay resumable (1.2 only added the optional efficiency record).
@@ -75,8 +75,11 @@ class RunConfig:
     backend_options: tuple[tuple[str, Any], ...] = ()  # backend-specific, e.g. (("tensor_parallel_size", 8),)
     data_source: str = "packaged"
     hub_dir: str | None = None
-    xcopa_question: str = "upstream"
+    task_options: tuple[tuple[str, str], ...] = ()  # --task-option NAME=VALUE (variants a task file declares)
     templates_dir: str | None = None
+    templates_mode: str = "draw"  # draw: one seeded template per example; all: every template (robustness)
+    lm_eval_tasks: tuple[str, ...] = ()  # --lm-eval-task: lm-eval multiple_choice tasks from its registry
+    include_paths: tuple[str, ...] = ()  # --include-path: directories (or files) of user task files
     output_dir: str = "results"
 
 
@@ -85,11 +88,12 @@ class RunPlan:
     config: RunConfig
     example_sets: list[ExampleSet]
     templates: dict[str, TemplateSet]
-    options: AdapterOptions = field(default_factory=AdapterOptions)
+    tasks: dict[str, TaskSpec] = field(default_factory=dict)
+    #: every variant option that names the run (built-in tasks' always, so earlier run ids stay the same)
+    task_options: dict[str, str] = field(default_factory=dict)
 
 
-def _languages_for(task: str, wanted: tuple[str, ...] | None) -> list[str]:
-    spec = get_task(task)
+def _languages_for(spec: TaskSpec, wanted: tuple[str, ...] | None) -> list[str]:
     if wanted is None:
         return list(spec.languages)
     return [lang for lang in wanted if lang in spec.languages]
@@ -104,28 +108,28 @@ def plan_run(config: RunConfig) -> RunPlan:
     if config.batch_size < 1:
         raise UsageError(f"--batch-size {config.batch_size}: must be at least 1")
     _check_output_dir(config.output_dir)
-    for task in config.tasks:
-        get_task(task)
+    registry = load_registry(config.include_paths)
+    specs = {task: registry.get(task) for task in config.tasks}
     if config.languages is not None:
-        known = {lang for task in config.tasks for lang in TASKS[task].languages}
+        known = {lang for spec in specs.values() for lang in spec.languages}
         unknown = [lang for lang in config.languages if lang not in known]
         if unknown:
             raise UsageError(f"--langs: {', '.join(unknown)} not in task(s) {', '.join(config.tasks)} "
                              f"(languages: {' '.join(sorted(known))})")
-    options = AdapterOptions(xcopa_question=config.xcopa_question)
-    check_options(options)
-    templates = {
-        task: parse_template_file(template_path(task, config.templates_dir), task, TASK_FIELDS[task],
-                                  TASKS[task].n_candidates)
-        for task in config.tasks
-    }
+    given = dict(config.task_options)
+    check_task_options(list(specs.values()), given)
+    named: dict[str, str] = {}
+    for spec in [*(registry.tasks[t] for t in registry.builtin), *specs.values()]:
+        for name, variant in spec.variants.items():
+            named[name] = given.get(name, variant.default)
+    templates = {task: task_templates(spec, config.templates_dir) for task, spec in specs.items()}
     example_sets = []
-    for task in config.tasks:
-        for lang in _languages_for(task, config.languages):
-            example_sets.append(load_examples(task, lang, config.split, limit=config.limit,
+    for task, spec in specs.items():
+        for lang in _languages_for(spec, config.languages):
+            example_sets.append(load_examples(spec, lang, config.split, limit=config.limit,
                                               source=config.data_source, hub_dir=config.hub_dir,
-                                              options=options))
-    return RunPlan(config, example_sets, templates, options)
+                                              options=named))
+    return RunPlan(config, example_sets, templates, specs, named)
 
 
 def _check_output_dir(output_dir: str) -> None:
@@ -169,7 +173,8 @@ def run_identity(plan: RunPlan, model: dict[str, Any], prompt: str,
         "schema_version": IDENTITY_SCHEMA,
         "backend": model["backend"], "model": model["model"], "revision": model["revision"],
         "adapter": model["adapter"], "dtype": model["dtype"], "max_length": model["max_length"],
-        "seed": cfg.seed, "limit": cfg.limit, "xcopa_question": cfg.xcopa_question,
+        "seed": cfg.seed, "limit": cfg.limit,
+        **{name.replace("-", "_"): value for name, value in sorted(plan.task_options.items())},
         "prompt": prompt, "chat_template": cfg.chat_template, "add_bos": cfg.add_bos,
         "templates": {t: ts.sha256 for t, ts in sorted(plan.templates.items())},
         "data": [[es.task, es.language, es.split, es.rowset.source, es.rowset.sha256 or es.rowset.location]
@@ -259,7 +264,8 @@ def _task_results(plan: RunPlan, store: SampleStore, prompt: str) -> dict[str, T
     for task in plan.config.tasks:
         langs: dict[str, LanguageResult] = {}
         accs, norms = [], []
-        split = TASKS[task].default_split
+        spec = plan.tasks.get(task)
+        split = spec.default_split if spec is not None else ""
         for es in (e for e in plan.example_sets if e.task == task):
             split = es.split
             samples = [store.samples[ex.example_id] for ex in es.examples]
@@ -287,8 +293,18 @@ def _task_results(plan: RunPlan, store: SampleStore, prompt: str) -> dict[str, T
             prompt=prompt,
             mean_acc_norm=mean_norm.accuracy if mean_norm else None,
             mean_acc_norm_ci95_low=mean_norm.ci95_low if mean_norm else None,
-            mean_acc_norm_ci95_high=mean_norm.ci95_high if mean_norm else None)
+            mean_acc_norm_ci95_high=mean_norm.ci95_high if mean_norm else None,
+            title=spec.title if spec is not None else None, chance=_chance(spec, plan, task),
+            task_file={"path": str(spec.path), "sha256": spec.sha256} if spec is not None else None)
     return results
+
+
+def _chance(spec: TaskSpec | None, plan: RunPlan, task: str) -> float | None:
+    """Chance accuracy (%): 100 / candidates, averaged over the examples when their number varies."""
+    if spec is not None and spec.chance is not None:
+        return spec.chance
+    sizes = [len(ex.candidates) for es in plan.example_sets if es.task == task for ex in es.examples]
+    return sum(100.0 / n for n in sizes) / len(sizes) if sizes else None
 
 
 def request_builder(plan: RunPlan, backend: Backend) -> RequestBuilder:
@@ -298,7 +314,7 @@ def request_builder(plan: RunPlan, backend: Backend) -> RequestBuilder:
     if backend.request_kind == "loglikelihood":
         from harness.prompts.lm_eval_prompts import LMEvalRequestBuilder
 
-        return LMEvalRequestBuilder()
+        return LMEvalRequestBuilder(plan.tasks)
     raise UsageError(f"backend {backend.name!r} needs {backend.request_kind!r} requests, which no task builds")
 
 

@@ -120,11 +120,16 @@ def plan_efficiency(models: Sequence[str] | None, base: MeasureSpec, output_dir:
     return EfficiencyConfig(specs, output_dir)
 
 
+#: the schema version in an efficiency record's identity: bumped only when what is measured changes (1.3 added
+#: task fields to evaluation results, nothing here)
+IDENTITY_SCHEMA = "1.2"
+
+
 def identity(spec: MeasureSpec) -> dict[str, Any]:
     """Everything that changes a record; equal identity = same result directory = resumable."""
     from harness.tasks.loading import manifest
 
-    return {"schema_version": SCHEMA_VERSION, "kind": "efficiency", "spec": asdict(spec),
+    return {"schema_version": IDENTITY_SCHEMA, "kind": "efficiency", "spec": asdict(spec),
             "data_manifest": hashlib.sha256(json.dumps(manifest(), sort_keys=True).encode()).hexdigest()[:16]}
 
 

@@ -95,7 +95,7 @@ def _requests(tasks: Sequence[str], languages: Sequence[str] | None, limit: int 
     else:
         from harness.prompts.lm_eval_prompts import LMEvalRequestBuilder
 
-        builder = LMEvalRequestBuilder()
+        builder = LMEvalRequestBuilder(plan.tasks)
     per_example: list[list[Request]] = []
     langs: dict[str, list[str]] = {}
     sha: dict[str, str | None] = {}

@@ -70,11 +70,8 @@ def _doc_rows(es: ExampleSet, examples: Sequence[Example]) -> list[dict[str, Any
     for ex in examples:
         if not 0 <= ex.index < len(rows):
             raise UsageError(f"{ex.example_id}: row {ex.index} is not in {es.rowset.location}")
-        doc = ty.to_lmeval_doc(es.task, rows[ex.index])
-        # XCOPA with --xcopa-question copa-en: the corrected question is what the example carries
-        if es.task == "xcopa" and ex.fields.get("question") and ex.fields["question"] != doc["question"]:
-            doc["question"] = ex.fields["question"]
-        docs.append(doc)
+        # the example's doc carries what a --task-option variant changed (e.g. a corrected field)
+        docs.append(ty.to_lmeval_doc(es.task, dict(ex.doc) if ex.doc else rows[ex.index]))
     return docs
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,21 +33,15 @@ from typing import Any
 import yaml
 
 from harness.errors import DataError, UsageError
-from harness.lmeval import require_lm_eval
+from harness.lmeval import lm_eval_version, require_lm_eval
 from harness.tasks import loading
 from harness.tasks.specs import check_language, check_split, get_task
+from harness.tasks.taskfile import TaskSpec
 
 TASK_PREFIX = "sb_"
 DATA_SUBDIR = "data"
 CACHE_SUBDIR = "hf_datasets_cache"
 
-# lm-eval 0.4.13's config file (inside lm_eval/tasks) for each task and language
-_UPSTREAM_FILES = {
-    "xcopa": "xcopa/default_{lang}.yaml",
-    "xnli": "xnli/xnli_{lang}.yaml",
-    "xstorycloze": "xstorycloze/default_{lang}.yaml",
-    "xwinograd": "xwinograd/xwinograd_{lang}.yaml",
-}
 # keys of lm-eval's config that describe where the data comes from (replaced) or grouping (dropped)
 _REPLACED_KEYS = ("task", "task_alias", "dataset_path", "dataset_name", "dataset_kwargs", "training_split",
                   "validation_split", "test_split", "fewshot_split", "include", "group", "tag")
@@ -136,17 +131,66 @@ def _load_upstream(path: Path, lm_eval_dir: Path, seen: frozenset[Path] = frozen
     return merged
 
 
-def upstream_config_path(task: str, language: str) -> Path:
+def upstream_config_path(task: str | TaskSpec, language: str) -> Path:
+    """lm-eval's config file of the task's ``lm_eval.upstream`` task for ``language``."""
     spec = get_task(task)
     check_language(spec, language)
-    rel = _UPSTREAM_FILES[task].format(lang=language)
-    path = require_lm_eval() / "tasks" / rel
-    if not path.is_file():
-        raise UsageError(f"lm-eval has no task config {rel} (is lm-eval 0.4.13 installed?)")
+    prompt = spec.lm_eval
+    if prompt is None or (prompt.upstream is None and prompt.reuse is None):
+        raise UsageError(f"task {spec.name!r} names no lm-eval task (`lm_eval.upstream` or `lm_eval.task` in "
+                         f"{spec.path}); the lm-eval bridge cannot run it")
+    name = (prompt.upstream or prompt.reuse or "").format(language=language)
+    rel = (prompt.upstream_config if prompt.upstream else prompt.reuse_config)
+    if rel is not None:
+        path = require_lm_eval() / "tasks" / rel.format(language=language)
+        if not path.is_file():
+            raise UsageError(f"lm-eval has no task config {rel.format(language=language)} "
+                             "(is lm-eval 0.4.13 installed?)")
+        return path
+    return find_upstream_path(name)
+
+
+_TASK_LINE = re.compile(r"^task:\s*['\"]?([^'\"\s#]+)['\"]?\s*(#.*)?$", re.MULTILINE)
+_INDEX: dict[str, dict[str, Path]] = {}
+
+
+def _task_index() -> dict[str, Path]:
+    """lm-eval task name -> its YAML under lm_eval/tasks (scanned once per process)."""
+    root = require_lm_eval() / "tasks"
+    key = str(root)
+    if key not in _INDEX:
+        index: dict[str, Path] = {}
+        for path in sorted(root.rglob("*.yaml")):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            for m in _TASK_LINE.finditer(text):
+                index.setdefault(m.group(1), path)
+        _INDEX[key] = index
+    return _INDEX[key]
+
+
+def find_upstream_path(name: str) -> Path:
+    path = _task_index().get(name)
+    if path is None:
+        raise UsageError(f"lm-eval {lm_eval_version() or ''} has no task {name!r} (no YAML under lm_eval/tasks "
+                         "with that `task:`)".replace("  ", " "))
     return path
 
 
-def upstream_config(task: str, language: str) -> dict[str, Any]:
+def find_upstream_config(name: str, config: str | None = None) -> dict[str, Any]:
+    """lm-eval's own config of task ``name`` (includes resolved, ``!function`` as `FunctionRef`)."""
+    if config is not None:
+        path = require_lm_eval() / "tasks" / config
+        if not path.is_file():
+            raise UsageError(f"lm-eval has no task config {config}")
+    else:
+        path = find_upstream_path(name)
+    return _load_upstream(path, require_lm_eval())
+
+
+def upstream_config(task: str | TaskSpec, language: str) -> dict[str, Any]:
     """lm-eval's own config for ``<task>_<language>``, includes resolved, functions as `FunctionRef`."""
     return _load_upstream(upstream_config_path(task, language), require_lm_eval())
 
@@ -173,12 +217,15 @@ def task_config(task: str, language: str, split: str, data_file: Path, cache_dir
 
 # ----------------------------------------------------------------------------------------------------- docs
 
-def to_lmeval_doc(task: str, row: dict[str, Any]) -> dict[str, Any]:
-    """A packaged row in exactly the Hub schema (field order, types) that lm-eval's config reads."""
+def to_lmeval_doc(task: str | TaskSpec, row: dict[str, Any]) -> dict[str, Any]:
+    """A row in exactly the task's schema (field order, types: the Hub's) that lm-eval's config reads."""
+    spec = get_task(task)
+    if not spec.schema:
+        return dict(row)
     doc: dict[str, Any] = {}
-    for name, typ in loading.SCHEMAS[task].items():
+    for name, typ in spec.schema.items():
         if name not in row:
-            raise DataError(f"{task} row has no field {name!r}: {row!r:.200}")
+            raise DataError(f"{spec.name} row has no field {name!r}: {row!r:.200}")
         value = row[name]
         if typ is str and isinstance(value, int) and not isinstance(value, bool):
             value = str(value)  # e.g. an XWinograd answer given as a number: the Hub has "1"/"2"
@@ -186,10 +233,12 @@ def to_lmeval_doc(task: str, row: dict[str, Any]) -> dict[str, Any]:
             ok = isinstance(value, bool)
         elif typ is int:
             ok = isinstance(value, int) and not isinstance(value, bool)
+        elif typ is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         else:
             ok = isinstance(value, str)
         if not ok:
-            raise DataError(f"{task} row field {name!r} is {value!r}, expected {typ.__name__}")
+            raise DataError(f"{spec.name} row field {name!r} is {value!r}, expected {typ.__name__}")
         doc[name] = value
     return doc
 

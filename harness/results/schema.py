@@ -12,7 +12,9 @@ from typing import Any
 
 from harness.errors import DataError
 
-SCHEMA_VERSION = "1.2"  # 1.1: optional acc_norm (causal LMs); 1.2: optional efficiency record; readers accept 1.x
+#: 1.1: optional acc_norm (causal LMs); 1.2: optional efficiency record; 1.3: task title, chance and task file;
+#: readers accept 1.x
+SCHEMA_VERSION = "1.3"
 RESULT_FILE = "result.json"
 SAMPLES_FILE = "samples.jsonl"
 
@@ -52,6 +54,9 @@ class TaskResult:
     mean_acc_norm: float | None = None
     mean_acc_norm_ci95_low: float | None = None
     mean_acc_norm_ci95_high: float | None = None
+    title: str | None = None  # the task file's display name (1.3)
+    chance: float | None = None  # chance accuracy (%) from the number of candidates (1.3)
+    task_file: dict[str, Any] | None = None  # path and sha256 of the task file (1.3)
 
 
 @dataclass

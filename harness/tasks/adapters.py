@@ -1,23 +1,18 @@
-"""One adapter per task: a packaged/hub row (HF schema) -> a typed Example with a 0-based gold index."""
+"""A row (in its task's schema) -> a typed Example, as the task file's ``example:`` mapping says.
+
+The gold label is normalised to a 0-based index (from a 0-based or 1-based index, a label name or the
+candidate text); candidates come from row fields, a fixed label list, or one list-valued field.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from harness.core import Example
-from harness.errors import DataError, UsageError
-
-XNLI_LABELS = ("entailment", "neutral", "contradiction")
-XCOPA_QUESTION_SOURCES = ("upstream", "copa-en")
-
-
-@dataclass(frozen=True)
-class AdapterOptions:
-    """Recorded in every result: options that change which text a model sees."""
-
-    xcopa_question: str = "upstream"  # upstream field (comparable with published numbers) or English COPA's
+from harness.errors import DataError
+from harness.tasks.taskfile import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -36,12 +31,23 @@ def _text(row: Mapping[str, Any], name: str, ctx: RowContext) -> str:
     return value
 
 
-def _candidates(row: Mapping[str, Any], names: tuple[str, ...], ctx: RowContext) -> tuple[str, ...]:
-    present = [n for n in names if n in row]
-    if not present:
-        raise DataError(f"{ctx.where}: empty candidate list (no {'/'.join(names)} fields)")
-    values = tuple(_text(row, n, ctx) for n in names)
+def _candidates(spec: TaskSpec, row: Mapping[str, Any], ctx: RowContext) -> tuple[str, ...]:
+    if spec.candidate_labels:
+        return spec.candidate_labels
+    if spec.candidate_list is not None:
+        value = row.get(spec.candidate_list)
+        if not isinstance(value, list) or not value:
+            raise DataError(f"{ctx.where}: field {spec.candidate_list!r} is not a non-empty list of candidates")
+        names = tuple(f"{spec.candidate_list}[{i}]" for i in range(len(value)))
+        values = tuple(value)
+    else:
+        names = spec.candidate_fields
+        if not any(n in row for n in names):
+            raise DataError(f"{ctx.where}: empty candidate list (no {'/'.join(names)} fields)")
+        values = tuple(_text(row, n, ctx) for n in names)
     for name, value in zip(names, values, strict=True):
+        if not isinstance(value, str):
+            raise DataError(f"{ctx.where}: candidate {name!r} is not text ({value!r})")
         if not value.strip():
             raise DataError(f"{ctx.where}: candidate {name!r} is empty")
     return values
@@ -71,57 +77,30 @@ def gold_index(value: Any, n: int, ctx: RowContext, *, field: str, one_based: bo
     return idx
 
 
-def _example(ctx: RowContext, fields: dict[str, str], candidates: tuple[str, ...], gold: int) -> Example:
-    return Example(task=ctx.task, language=ctx.language, split=ctx.split, index=ctx.index,
-                   fields=fields, candidates=candidates, gold=gold)
+def _gold(spec: TaskSpec, row: Mapping[str, Any], candidates: tuple[str, ...], ctx: RowContext) -> int:
+    field = spec.gold_field
+    value = row.get(field)
+    if spec.gold_kind == "text":
+        if value not in candidates:
+            raise DataError(f"{ctx.where}: field {field!r} {value!r} is none of the candidates")
+        return candidates.index(value)
+    if spec.gold_kind == "label":
+        names = tuple(c.lower() for c in candidates)
+        if not isinstance(value, str) or value.strip().lower() not in names:
+            raise DataError(f"{ctx.where}: field {field!r} {value!r} is none of the labels {list(candidates)}")
+        return names.index(value.strip().lower())
+    names = tuple(c.lower() for c in spec.candidate_labels)
+    return gold_index(value, len(candidates), ctx, field=field, one_based=spec.gold_kind == "index1", names=names)
 
 
-def xcopa_example(row: Mapping[str, Any], ctx: RowContext, question: str | None = None) -> Example:
-    q = question if question is not None else _text(row, "question", ctx)
-    if q not in ("cause", "effect"):
-        raise DataError(f"{ctx.where}: field 'question' is {q!r}, expected 'cause' or 'effect'")
-    candidates = _candidates(row, ("choice1", "choice2"), ctx)
-    gold = gold_index(row.get("label"), 2, ctx, field="label")
-    return _example(ctx, {"premise": _text(row, "premise", ctx), "question": q}, candidates, gold)
-
-
-def xnli_example(row: Mapping[str, Any], ctx: RowContext) -> Example:
-    gold = gold_index(row.get("label"), 3, ctx, field="label", names=XNLI_LABELS)
-    fields = {"premise": _text(row, "premise", ctx), "hypothesis": _text(row, "hypothesis", ctx)}
-    return _example(ctx, fields, XNLI_LABELS, gold)
-
-
-def xstorycloze_example(row: Mapping[str, Any], ctx: RowContext) -> Example:
-    fields = {f"s{i}": _text(row, f"input_sentence_{i}", ctx) for i in range(1, 5)}
-    candidates = _candidates(row, ("sentence_quiz1", "sentence_quiz2"), ctx)
-    gold = gold_index(row.get("answer_right_ending"), 2, ctx, field="answer_right_ending", one_based=True)
-    return _example(ctx, fields, candidates, gold)
-
-
-def xwinograd_example(row: Mapping[str, Any], ctx: RowContext) -> Example:
-    candidates = _candidates(row, ("option1", "option2"), ctx)
-    gold = gold_index(row.get("answer"), 2, ctx, field="answer", one_based=True)
-    return _example(ctx, {"sentence": _text(row, "sentence", ctx)}, candidates, gold)
-
-
-# Fields each adapter provides to templates (besides the candidate slot).
-TASK_FIELDS: dict[str, set[str]] = {
-    "xcopa": {"premise", "question"},
-    "xnli": {"premise", "hypothesis"},
-    "xstorycloze": {"s1", "s2", "s3", "s4"},
-    "xwinograd": {"sentence"},
-}
-
-RowAdapter = Callable[[Mapping[str, Any], RowContext], Example]
-ADAPTERS: dict[str, RowAdapter] = {
-    "xcopa": xcopa_example,
-    "xnli": xnli_example,
-    "xstorycloze": xstorycloze_example,
-    "xwinograd": xwinograd_example,
-}
-
-
-def check_options(options: AdapterOptions) -> None:
-    if options.xcopa_question not in XCOPA_QUESTION_SOURCES:
-        raise UsageError(f"--xcopa-question {options.xcopa_question!r}: choose one of "
-                         f"{', '.join(XCOPA_QUESTION_SOURCES)}")
+def example_from_row(spec: TaskSpec, row: Mapping[str, Any], ctx: RowContext) -> Example:
+    for name, allowed in spec.allowed.items():
+        value = row.get(name)
+        if value not in allowed:
+            wanted = " or ".join(repr(a) for a in allowed)
+            raise DataError(f"{ctx.where}: field {name!r} is {value!r}, expected {wanted}")
+    fields = {name: _text(row, source, ctx) for name, source in spec.fields.items()}
+    candidates = _candidates(spec, row, ctx)
+    gold = _gold(spec, row, candidates, ctx)
+    return Example(task=ctx.task, language=ctx.language, split=ctx.split, index=ctx.index, fields=fields,
+                   candidates=candidates, gold=gold, doc=dict(row))
