@@ -91,6 +91,9 @@ class RunPlan:
     tasks: dict[str, TaskSpec] = field(default_factory=dict)
     #: every variant option that names the run (built-in tasks' always, so earlier run ids stay the same)
     task_options: dict[str, str] = field(default_factory=dict)
+    #: causal-LM prompts that do not come from a task file's `lm_eval:` block (--lm-eval-task: lm-eval's own
+    #: task objects), by task name; each has `triples(example)` and `target_delimiter` like `TaskPrompt`
+    prompts: dict[str, Any] = field(default_factory=dict)
 
 
 def _languages_for(spec: TaskSpec, wanted: tuple[str, ...] | None) -> list[str]:
@@ -124,7 +127,7 @@ def plan_run(config: RunConfig) -> RunPlan:
             named[name] = given.get(name, variant.default)
     templates = {task: task_templates(spec, config.templates_dir) for task, spec in specs.items()}
     example_sets = []
-    for task, spec in specs.items():
+    for spec in specs.values():
         for lang in _languages_for(spec, config.languages):
             example_sets.append(load_examples(spec, lang, config.split, limit=config.limit,
                                               source=config.data_source, hub_dir=config.hub_dir,
@@ -314,7 +317,7 @@ def request_builder(plan: RunPlan, backend: Backend) -> RequestBuilder:
     if backend.request_kind == "loglikelihood":
         from harness.prompts.lm_eval_prompts import LMEvalRequestBuilder
 
-        return LMEvalRequestBuilder(plan.tasks)
+        return LMEvalRequestBuilder(plan.tasks, plan.prompts)
     raise UsageError(f"backend {backend.name!r} needs {backend.request_kind!r} requests, which no task builds")
 
 

@@ -216,10 +216,13 @@ class LMEvalRequestBuilder:
     version: str = PROMPT_VERSION
     PROMPT_VERSION: ClassVar[str] = PROMPT_VERSION
 
-    def __init__(self, tasks: Mapping[str, TaskSpec] | None = None) -> None:
+    def __init__(self, tasks: Mapping[str, TaskSpec] | None = None, prompts: Mapping[str, Any] | None = None) -> None:
         self.tasks = dict(tasks or {})
+        self.prompts = dict(prompts or {})  # ready prompt objects by task (e.g. lm-eval's own task objects)
 
-    def prompt(self, task: str) -> TaskPrompt:
+    def prompt(self, task: str) -> Any:
+        if task in self.prompts:
+            return self.prompts[task]
         spec = self.tasks.get(task) or get_task(task)
         return _prompt_for(spec)
 
