@@ -68,7 +68,9 @@ def _proc_status(key: str) -> float | None:
 
 def _example_sets(tasks: Sequence[str], langs: Sequence[str] | None, limit: int) -> list[Any]:
     from harness.tasks.examples import load_examples
-    from harness.tasks.specs import TASKS
+    from harness.tasks.registry import load_registry
+
+    TASKS = load_registry().tasks
 
     return [load_examples(t, lang, limit=limit) for t in tasks for lang in TASKS[t].languages
             if langs is None or lang in langs]

@@ -134,7 +134,9 @@ def select_examples(tasks: Sequence[str], languages: Sequence[str] | None, limit
 
     from harness.prompts.lm_eval_prompts import LMEvalRequestBuilder
     from harness.tasks.examples import load_examples
-    from harness.tasks.specs import TASKS
+    from harness.tasks.registry import load_registry
+
+    TASKS = load_registry().tasks
 
     builder = LMEvalRequestBuilder()
 

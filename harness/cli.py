@@ -102,8 +102,8 @@ def main() -> None:
               help="Packaged copies, or `datasets.load_dataset` from the Hub ids.")
 @click.option("--hub-dir", default=None, help="Local mirror of Hub datasets, laid out by repo id.")
 @click.option("--task-option", "task_options", multiple=True, metavar="NAME=VALUE",
-              help="A variant a task file declares (repeatable), e.g. xcopa-question=copa-en: English COPA's "
-                   "corrected cause/effect for XCOPA (see `bench list tasks`).")
+              help="A variant a task file declares, e.g. a corrected field (repeatable; `bench list tasks` lists "
+                   "each task's options).")
 @click.option("--templates", "templates_mode", type=click.Choice(["draw", "all"]), default="draw", show_default=True,
               help="Statement templates: one seeded draw per example, or every template of the task (template "
                    "robustness: accuracy per template, mean and spread).")
@@ -138,7 +138,10 @@ def run_cmd(backend: str, model: str | None, adapter: str | None, tasks: str, la
     if given and backend != "vllm":
         raise failure(f"{', '.join(given)} apply to --backend vllm only (got --backend {backend})", 2)
     config = RunConfig(
-        backend=backend, model=model, adapter=adapter, tasks=_csv(tasks) or task_names(include_paths),
+        backend=backend, model=model, adapter=adapter,
+        # --lm-eval-task without an explicit --tasks runs only the lm-eval tasks
+        tasks=() if lm_eval_tasks and click.get_current_context().get_parameter_source("tasks")
+        == click.core.ParameterSource.DEFAULT else (_csv(tasks) or task_names(include_paths)),
         languages=_csv(langs), split=split, limit=limit, batch_size=batch_size, seed=seed, dtype=dtype,
         device=device, threads=threads, max_length=max_length, prompt=prompt, chat_template=chat_template,
         add_bos=add_bos, trust_remote_code=trust_remote_code,
@@ -164,6 +167,10 @@ def run_cmd(backend: str, model: str | None, adapter: str | None, tasks: str, la
     click.echo(f"\n{r.run_id}: {m['backend']} {m['model']} | prompt {prompt_used} | dtype {m['dtype']} | "
                f"device {m['device']} | threads {m['threads']} | batch {config.batch_size} | seed {config.seed}")
     click.echo(run_table(r))
+    if config.templates_mode == "all":
+        from harness.reports.sensitivity import sensitivity_text
+
+        click.echo(f"\n{sensitivity_text(r)}")
     for note in m.get("notes") or []:
         click.echo(f"note: {note}")
     t = r.timing
@@ -185,7 +192,8 @@ def _ints(value: str | None, option: str) -> tuple[int, ...]:
 @main.command("efficiency")
 @click.option("--models", default=None, help="Comma-separated presets or local dirs (default: the seed's efficiency "
               "set, random weights).")
-@click.option("--tasks", default="xcopa", show_default=True, help="Task(s) whose real inputs are the work.")
+@click.option("--tasks", default=None, help="Task(s) whose real inputs are the work (default: the first "
+              "built-in task).")
 @click.option("--langs", default=ALL, show_default=True, help="Comma-separated languages, or 'all'.")
 @click.option("--limit", type=int, default=None, help="First N examples per language (default: all).")
 @click.option("--gpu", "gpu", default=None, help="Device profile (a100, h100, h100-nvl, h200, gh200, l40s, l4, t4, "
@@ -211,23 +219,27 @@ def _ints(value: str | None, option: str) -> tuple[int, ...]:
 @click.option("--seq-len", type=int, default=None, help="Probe at this padded length instead of the longest input.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Template draws, random weights, batch order.")
 @click.option("--output", default="results", show_default=True, help="Results directory (one folder per model).")
+@include_path_option
 @one_line_errors
 def efficiency_cmd(models: str | None, tasks: str, langs: str, limit: int | None, gpu: str | None, estimate: bool,
                    weights: str, dtype: str, device: str, threads: int | None, max_batch: int,
                    memory_limit: float | None, batch_sizes: str, min_iters: int, min_seconds: float, warmup: int,
-                   probe_forwards: int, seq_len: int | None, seed: int, output: str) -> None:
+                   probe_forwards: int, seq_len: int | None, seed: int, output: str,
+                   include_paths: tuple[str, ...]) -> None:
     """Max batch size, throughput, latency and memory per model, next to the device's ceilings."""
     from harness.efficiency.runner import execute_efficiency, plan_efficiency
     from harness.efficiency.spec import MeasureSpec
     from harness.errors import UsageError
     from harness.reports.efficiency import efficiency_section
+    from harness.tasks.registry import default_task
 
     if limit is not None and limit < 1:
         raise UsageError(f"--limit {limit}: must be a positive number of examples per language")
     if warmup < 0:
         raise UsageError(f"--warmup must not be negative (got {warmup})")
     base = MeasureSpec(
-        model="", weights=weights, tasks=_csv(tasks) or ("xcopa",), languages=_csv(langs), limit=limit,
+        model="", weights=weights, tasks=_csv(tasks) or (default_task(),), languages=_csv(langs), limit=limit,
+        include_paths=include_paths,
         dtype=dtype, device=device, threads=threads, seed=seed,
         memory_limit_bytes=None if memory_limit is None else int(memory_limit * 2**30), max_batch=max_batch,
         batch_sizes=_ints(batch_sizes, "--batch-sizes"), warmup=warmup, probe_forwards=probe_forwards,
@@ -374,9 +386,10 @@ def list_backends() -> None:
 @click.option("--bootstrap", type=int, default=2000, show_default=True, help="Paired-bootstrap resamples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
 @click.option("--title", default="statement-bench report", show_default=True)
+@include_path_option
 @one_line_errors
 def report_cmd(results: tuple[Path, ...], out: Path | None, formats: str, reference: str, gpu_price: float | None,
-               bootstrap: int, seed: int, title: str) -> None:
+               bootstrap: int, seed: int, title: str, include_paths: tuple[str, ...]) -> None:
     """Comparison report of result files (or directories holding them): tables, plots, significance."""
     from harness.errors import DataError, UsageError
     from harness.reports.writer import write_report
@@ -394,7 +407,8 @@ def report_cmd(results: tuple[Path, ...], out: Path | None, formats: str, refere
     if not files:
         raise DataError(f"no result.json found under {', '.join(map(str, results))}")
     written, text = write_report(files, out, formats=chosen, reference=None if reference == "none" else reference,
-                                 gpu_price_per_hour=gpu_price, bootstrap=bootstrap, seed=seed, title=title)
+                                 gpu_price_per_hour=gpu_price, bootstrap=bootstrap, seed=seed, title=title,
+                                 include_paths=include_paths)
     if out is None:
         click.echo(text)
     for path in written:

@@ -42,8 +42,9 @@ from harness.results.schema import (
     TaskResult,
     write_result,
 )
+from harness.results.sensitivity import template_sensitivity
 from harness.statement.templates import TemplateSet, task_templates
-from harness.statement.verbalizer import StatementRequestBuilder
+from harness.statement.verbalizer import ENSEMBLE_RULE, AllTemplatesRequestBuilder, StatementRequestBuilder
 from harness.tasks.examples import ExampleSet, check_task_options, load_examples
 from harness.tasks.registry import load_registry
 from harness.tasks.taskfile import TaskSpec
@@ -53,12 +54,18 @@ from harness.tasks.taskfile import TaskSpec
 IDENTITY_SCHEMA = "1.1"
 
 
+def _default_tasks() -> tuple[str, ...]:
+    from harness.tasks.registry import default_task
+
+    return (default_task(),)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     backend: str = "encoder"
     model: str | None = None
     adapter: str | None = None
-    tasks: tuple[str, ...] = ("xcopa",)
+    tasks: tuple[str, ...] = field(default_factory=_default_tasks)
     languages: tuple[str, ...] | None = None  # None = every language of each task
     split: str | None = None  # None = each task's default eval split
     limit: int | None = None  # first N examples per language
@@ -104,21 +111,28 @@ def _languages_for(spec: TaskSpec, wanted: tuple[str, ...] | None) -> list[str]:
 
 def plan_run(config: RunConfig) -> RunPlan:
     """Validate every input and load all data before anything is written or any model is loaded."""
-    if not config.tasks:
+    if not config.tasks and not config.lm_eval_tasks:
         raise UsageError("--tasks: give at least one task")
     if config.limit is not None and config.limit < 1:
         raise UsageError(f"--limit {config.limit}: must be a positive number of examples per language")
     if config.batch_size < 1:
         raise UsageError(f"--batch-size {config.batch_size}: must be at least 1")
+    _check_templates_mode(config)
     _check_output_dir(config.output_dir)
     registry = load_registry(config.include_paths)
     specs = {task: registry.get(task) for task in config.tasks}
+    external = _lm_eval_tasks(config, specs)
     if config.languages is not None:
-        known = {lang for spec in specs.values() for lang in spec.languages}
+        known = {lang for spec in specs.values() for lang in spec.languages} | {e.language for e in external}
         unknown = [lang for lang in config.languages if lang not in known]
         if unknown:
-            raise UsageError(f"--langs: {', '.join(unknown)} not in task(s) {', '.join(config.tasks)} "
+            raise UsageError(f"--langs: {', '.join(unknown)} not in task(s) "
+                             f"{', '.join((*config.tasks, *config.lm_eval_tasks))} "
                              f"(languages: {' '.join(sorted(known))})")
+        for e in external:
+            if e.language not in config.languages:
+                raise UsageError(f"--lm-eval-task {e.name}: its language {e.language!r} is not in --langs "
+                                 f"{','.join(config.languages)}")
     given = dict(config.task_options)
     check_task_options(list(specs.values()), given)
     named: dict[str, str] = {}
@@ -132,7 +146,52 @@ def plan_run(config: RunConfig) -> RunPlan:
             example_sets.append(load_examples(spec, lang, config.split, limit=config.limit,
                                               source=config.data_source, hub_dir=config.hub_dir,
                                               options=named))
-    return RunPlan(config, example_sets, templates, specs, named)
+    plan = RunPlan(config, example_sets, templates, specs, named)
+    for e in external:  # --lm-eval-task: lm-eval's own tasks (harness.lmeval.external)
+        plan.example_sets.append(e.example_set)
+        plan.templates[e.name] = e.templates
+        plan.tasks[e.name] = e.spec
+        plan.prompts[e.name] = e.prompt
+    return plan
+
+
+def _lm_eval_tasks(config: RunConfig, specs: Mapping[str, TaskSpec]) -> list[Any]:
+    """``--lm-eval-task``: lm-eval multiple_choice tasks as example sets (`harness.lmeval.external`)."""
+    if not config.lm_eval_tasks:
+        return []
+    clash = [t for t in config.lm_eval_tasks if t in specs]
+    if clash:
+        raise UsageError(f"--lm-eval-task {clash[0]}: also given with --tasks; name each task once")
+    if config.backend == "lm-eval":
+        raise UsageError("--backend lm-eval runs lm-eval on the packaged tasks (--tasks); run an lm-eval task "
+                         "with lm-eval itself, or here with --backend hf")
+    from harness.lmeval.external import load_lm_eval_tasks
+
+    return list(load_lm_eval_tasks(config.lm_eval_tasks, config.include_paths, split=config.split,
+                                   limit=config.limit))
+
+
+def _takes_loglikelihood(config: RunConfig) -> bool:
+    """Backends known from the config alone to take log-likelihood requests (checked before a model loads;
+    ``request_builder`` and ``execute`` refuse any other such backend once it exists)."""
+    if config.backend == "lm-eval":
+        return True
+    if config.backend in ("hf", "vllm"):
+        return config.prompt != "statements"
+    return config.backend == "fake" and config.prompt == "lm-eval"
+
+
+def _templates_all_refused(backend: str, prompt: str) -> UsageError:
+    return UsageError(f"--templates all scores every statement template, but --backend {backend} with --prompt "
+                      f"{prompt} scores one lm-eval prompt per task; use --prompt statements (a causal LM judging "
+                      "statements) or --templates draw")
+
+
+def _check_templates_mode(config: RunConfig) -> None:
+    if config.templates_mode not in ("draw", "all"):
+        raise UsageError(f"--templates {config.templates_mode!r}: choose draw or all")
+    if config.templates_mode == "all" and _takes_loglikelihood(config):
+        raise _templates_all_refused(config.backend, config.prompt)
 
 
 def _check_output_dir(output_dir: str) -> None:
@@ -177,6 +236,7 @@ def run_identity(plan: RunPlan, model: dict[str, Any], prompt: str,
         "backend": model["backend"], "model": model["model"], "revision": model["revision"],
         "adapter": model["adapter"], "dtype": model["dtype"], "max_length": model["max_length"],
         "seed": cfg.seed, "limit": cfg.limit,
+        **({"templates_mode": cfg.templates_mode} if cfg.templates_mode != "draw" else {}),
         **{name.replace("-", "_"): value for name, value in sorted(plan.task_options.items())},
         "prompt": prompt, "chat_template": cfg.chat_template, "add_bos": cfg.add_bos,
         "templates": {t: ts.sha256 for t, ts in sorted(plan.templates.items())},
@@ -229,9 +289,13 @@ def score_examples(examples: Sequence[Example], builder: RequestBuilder, backend
         _check_scores(flat, values, backend)
         samples = []
         pos = 0
+        assemble = getattr(builder, "assemble", None)  # builders whose requests are not one per candidate
         for example, template_id, reqs in chunk:
             these = scores[pos:pos + len(reqs)]
             pos += len(reqs)
+            if assemble is not None:
+                samples.append(assemble(example, reqs, these))
+                continue
             vals = tuple(s.value for s in these)
             greedy = [s.greedy for s in these]
             samples.append(Sample(
@@ -264,7 +328,7 @@ def evaluate_example_sets(pending: Sequence[ExampleSet], evaluator: SampleEvalua
 
 def _task_results(plan: RunPlan, store: SampleStore, prompt: str) -> dict[str, TaskResult]:
     results: dict[str, TaskResult] = {}
-    for task in plan.config.tasks:
+    for task in dict.fromkeys((*plan.config.tasks, *plan.config.lm_eval_tasks)):
         langs: dict[str, LanguageResult] = {}
         accs, norms = [], []
         spec = plan.tasks.get(task)
@@ -287,6 +351,13 @@ def _task_results(plan: RunPlan, store: SampleStore, prompt: str) -> dict[str, T
         mean = mean_over_languages(accs)
         mean_norm = mean_over_languages(norms) if norms and len(norms) == len(accs) else None
         tset = plan.templates[task]
+        sensitivity = None
+        if plan.config.templates_mode == "all":
+            sensitivity = template_sensitivity(
+                {es.language: [store.samples[ex.example_id] for ex in es.examples]
+                 for es in plan.example_sets if es.task == task},
+                [t.id for t in tset.templates], {t.id: t.group for t in tset.templates}, tset.group_field,
+                ENSEMBLE_RULE)
         results[task] = TaskResult(
             task=task, split=split, metric="acc", languages=langs, mean_accuracy=mean.accuracy,
             mean_stderr=mean.stderr, mean_ci95_low=mean.ci95_low, mean_ci95_high=mean.ci95_high,
@@ -298,7 +369,8 @@ def _task_results(plan: RunPlan, store: SampleStore, prompt: str) -> dict[str, T
             mean_acc_norm_ci95_low=mean_norm.ci95_low if mean_norm else None,
             mean_acc_norm_ci95_high=mean_norm.ci95_high if mean_norm else None,
             title=spec.title if spec is not None else None, chance=_chance(spec, plan, task),
-            task_file={"path": str(spec.path), "sha256": spec.sha256} if spec is not None else None)
+            task_file={"path": str(spec.path), "sha256": spec.sha256} if spec is not None else None,
+            template_sensitivity=sensitivity)
     return results
 
 
@@ -313,7 +385,11 @@ def _chance(spec: TaskSpec | None, plan: RunPlan, task: str) -> float | None:
 def request_builder(plan: RunPlan, backend: Backend) -> RequestBuilder:
     """Statements for statement scorers (encoders, LLM judge mode); lm-eval prompts for log-likelihood."""
     if backend.request_kind == "statement":
+        if plan.config.templates_mode == "all":
+            return AllTemplatesRequestBuilder(plan.templates)
         return StatementRequestBuilder(plan.templates, plan.config.seed)
+    if plan.config.templates_mode == "all":
+        raise _templates_all_refused(plan.config.backend, plan.config.prompt)
     if backend.request_kind == "loglikelihood":
         from harness.prompts.lm_eval_prompts import LMEvalRequestBuilder
 
@@ -348,6 +424,8 @@ def execute(plan: RunPlan, backend: Backend | None = None, *, show_progress: boo
     if backend is None:
         backend = create_backend(cfg)
     evaluator = backend if isinstance(backend, SampleEvaluator) else None
+    if evaluator is not None and cfg.templates_mode == "all":
+        raise _templates_all_refused(cfg.backend, cfg.prompt)
     builder = None if evaluator is not None else request_builder(plan, backend)
     if evaluator is not None:
         prompt = evaluator.prompt_version

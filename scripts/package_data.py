@@ -32,7 +32,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness.tasks.specs import TASKS  # noqa: E402
+from harness.tasks.registry import load_registry  # noqa: E402
+
+#: the packaged tasks, read from their task files (harness/tasks/builtin/*.yaml: languages, rows, hub ids)
+TASKS = {name: spec for name, spec in load_registry().tasks.items() if spec.source == "packaged"}
 
 DEFAULT_SHARED = REPO.parent / "shared" / "data"
 DEFAULT_OUT = REPO / "harness" / "tasks" / "data"
@@ -170,7 +173,7 @@ def source_str(name: str) -> str:
 def expect_rows(task: str, split: str, lang: str, rows: list[Any], path: Path) -> None:
     want = TASKS[task].rows(split, lang)
     if len(rows) != want:
-        fail(f"{path}: {len(rows)} rows, harness/tasks/specs.py expects {want} for {task}/{split}/{lang}")
+        fail(f"{path}: {len(rows)} rows, the task file expects {want} for {task}/{split}/{lang}")
 
 
 def entry(file: str, digest: str, rows: int, derived: bool, note: str) -> dict[str, Any]:
@@ -185,8 +188,8 @@ def build_xcopa(shared: Path, out: Output) -> tuple[dict[str, Any], dict[str, An
     en: dict[str, list[dict[str, Any]]] = {}
     for split, path in en_files.items():
         rows = sorted(read_jsonl(path), key=lambda r: r["idx"])
-        if [r["idx"] for r in rows] != list(range(TASKS["xcopa"].splits[split])):
-            fail(f"{path}: idx is not 0..{TASKS['xcopa'].splits[split] - 1}")
+        if [r["idx"] for r in rows] != list(range(TASKS["xcopa"].rows(split, "et"))):
+            fail(f"{path}: idx is not 0..{TASKS['xcopa'].rows(split, 'et') - 1}")
         bad = [r["idx"] for r in rows if r["question"] not in ("cause", "effect")]
         if bad:
             fail(f"{path}: question not cause/effect at idx {bad[:10]}")

@@ -15,8 +15,17 @@ import pytest
 
 from harness.errors import DataError, UsageError, one_line
 from harness.tasks import loading
-from harness.tasks.loading import copa_en_questions, data_dir, load_rows, manifest, verify_all
-from harness.tasks.specs import TASKS
+from harness.tasks.loading import data_dir, load_rows, manifest, variant_values, verify_all
+from harness.tasks.registry import get_task, load_registry
+
+TASKS = load_registry().tasks
+
+
+def copa_en_questions(split: str, data_dir: Path | None = None) -> list[str]:
+    """The xcopa task file's `xcopa-question=copa-en` variant: English COPA's question by idx."""
+    values = variant_values(get_task("xcopa"), "xcopa-question", "copa-en", split, data_dir)
+    assert values is not None
+    return values
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
@@ -86,7 +95,7 @@ def test_row_counts_and_checksum(task: str, split: str, lang: str) -> None:
     assert rs.sha256 == entry["sha256"] == digest
     assert rs.derived is entry["derived"]
     assert rs.note == entry["note"]
-    schema = {**loading.SCHEMAS[task], **loading.OPTIONAL_FIELDS.get(task, {})}
+    schema = {**TASKS[task].schema, **TASKS[task].optional_schema}
     for row in rs.rows:
         assert list(row) == list(schema)
         for name, typ in schema.items():

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from harness.errors import DataError
-from harness.tasks import loading
 from harness.tasks.loading import load_rows
-from harness.tasks.specs import TASKS
+from harness.tasks.registry import load_registry
+
+TASKS = load_registry().tasks
 
 HUB_DIR = Path(__file__).resolve().parent / "fixtures" / "hub"
 FIXTURES = [  # (task, language, split) present in the fixture mirrors (first 5 packaged rows each)
@@ -55,7 +56,7 @@ def test_hub_rows_equal_packaged_rows(task: str, lang: str, split: str) -> None:
     assert hub.location == str(HUB_DIR / TASKS[task].hub_id)
     assert len(hub.rows) == N_FIXTURE_ROWS
     assert f"the packaged split has {TASKS[task].rows(split, lang)} rows" in hub.note
-    schema = loading.SCHEMAS[task]
+    schema = dict(TASKS[task].schema)
     for h, p in zip(hub.rows, packaged.rows[:N_FIXTURE_ROWS], strict=True):
         assert list(h) == list(schema)
         for name, typ in schema.items():

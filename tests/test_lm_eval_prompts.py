@@ -18,18 +18,24 @@ from harness.core import Example, LoglikelihoodRequest
 from harness.errors import DataError, UsageError
 from harness.prompts import PROMPT_VERSION, LMEvalRequestBuilder
 from harness.prompts.judge import judge_context, p_true
-from harness.prompts.lm_eval_prompts import XCOPA_CONNECTORS, XNLI_WORDS
-from harness.tasks.adapters import XNLI_LABELS
 from harness.tasks.examples import load_examples
-from harness.tasks.specs import TASKS
+from harness.tasks.registry import get_task, load_registry
+
+TASKS = load_registry().tasks
+XNLI_LABELS = TASKS["xnli"].candidate_labels
 
 BUILDER = LMEvalRequestBuilder()
 N_PARITY = 20
 
 
 def _ex(task: str, language: str, fields: dict[str, str], candidates: tuple[str, ...], gold: int = 0) -> Example:
+    """An example with its doc (the row in the task's schema), built back through the task file's mapping."""
+    spec = get_task(task)
+    doc: dict[str, object] = {spec.fields[k]: v for k, v in fields.items()}
+    doc.update(zip(spec.candidate_fields, candidates, strict=False))  # labels (XNLI) have no fields
+    doc[spec.gold_field] = gold + 1 if spec.gold_kind == "index1" else gold
     return Example(task=task, language=language, split="test", index=3, fields=fields, candidates=candidates,
-                   gold=gold)
+                   gold=gold, doc=doc)
 
 
 def _pairs(example: Example) -> list[tuple[str, str, str]]:
@@ -113,19 +119,21 @@ def test_xwinograd_jp_keeps_delimiter() -> None:
 
 
 def test_errors_are_one_line() -> None:
-    with pytest.raises(UsageError, match="no lm-eval prompt for task"):
-        BUILDER.build(_ex("copa", "en", {}, ("a", "b")))
+    with pytest.raises(UsageError, match="unknown task 'copa'"):
+        BUILDER.build(Example("copa", "en", "test", 0, {}, ("a", "b"), 0))
     with pytest.raises(UsageError, match="no xcopa prompt for language 'en'"):
         BUILDER.build(_ex("xcopa", "en", {"premise": "P.", "question": "cause"}, ("a", "b")))
-    with pytest.raises(DataError, match="no '_' blank"):
+    with pytest.raises(DataError, match=r"xwinograd/en/test/3: lm_eval.doc_to_choice .* failed: substring not found"):
         BUILDER.build(_ex("xwinograd", "en", {"sentence": "no blank here"}, ("a", "b")))
-    with pytest.raises(DataError, match="label order"):
-        BUILDER.build(_ex("xnli", "en", {"premise": "P", "hypothesis": "H"}, ("yes", "no", "maybe")))
+    with pytest.raises(DataError, match="gave 3 choices for 2 candidates"):
+        BUILDER.build(Example("xnli", "en", "test", 0, {}, ("yes", "no"), 0,
+                              doc={"premise": "P", "hypothesis": "H", "label": 0}))
 
 
-def test_tables_cover_every_packaged_language() -> None:
-    assert set(XCOPA_CONNECTORS) == set(TASKS["xcopa"].languages)
-    assert set(XNLI_WORDS) == set(TASKS["xnli"].languages)
+def test_literals_cover_every_packaged_language() -> None:
+    for task in ("xcopa", "xnli"):
+        prompt = TASKS[task].lm_eval
+        assert prompt is not None and set(prompt.literals) == set(TASKS[task].languages)
 
 
 def test_judge_prompt() -> None:
@@ -137,13 +145,9 @@ def test_judge_prompt() -> None:
 
 # -- parity with lm-eval itself ---------------------------------------------------------------------------------
 
-_LM_EVAL_TASK = {  # our task -> lm-eval task name pattern
-    "xcopa": "xcopa_{}",
-    "xnli": "xnli_{}",
-    "xstorycloze": "xstorycloze_{}",
-    "xwinograd": "xwinograd_{}",
-}
-CASES = [(task, lang) for task in _LM_EVAL_TASK for lang in TASKS[task].languages]
+# every built-in task file names lm-eval's own task of the same prompt (`lm_eval.upstream`)
+CASES = [(task, lang) for task, spec in TASKS.items() if spec.lm_eval and spec.lm_eval.upstream
+         for lang in spec.languages]
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +191,8 @@ def lm_eval_requests(task: Any, doc: dict[str, Any]) -> tuple[list[tuple[str, st
 def test_parity_with_lm_eval(lm_eval_index: Any, task: str, language: str) -> None:
     examples = load_examples(task, language, limit=N_PARITY)
     rows = [dict(r) for r in examples.rowset.rows[:N_PARITY]]
-    lm_task = lm_eval_task(lm_eval_index, _LM_EVAL_TASK[task].format(language), rows)
+    upstream = TASKS[task].lm_eval.upstream  # type: ignore[union-attr]
+    lm_task = lm_eval_task(lm_eval_index, upstream.format(language=language), rows)
     docs = list(lm_task.eval_docs)
     assert len(docs) == len(examples.examples) == min(N_PARITY, examples.n_rows)
     for example, doc in zip(examples.examples, docs, strict=True):

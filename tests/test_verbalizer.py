@@ -7,14 +7,16 @@ import pytest
 
 from harness.core import Example
 from harness.errors import UsageError
-from harness.statement.templates import parse_template_file, template_path
+from harness.statement.templates import parse_template_file, task_templates, template_path
 from harness.statement.verbalizer import Verbalized, draw_template, fill, verbalize
-from harness.tasks.adapters import TASK_FIELDS
-from harness.tasks.specs import TASKS
+from harness.tasks.registry import get_task
+from harness.tasks.taskfile import parse_task_file
+
+XCOPA_FIELDS = set(get_task("xcopa").fields)
 
 
 def tset(task: str):
-    return parse_template_file(template_path(task), task, TASK_FIELDS[task], TASKS[task].n_candidates)
+    return task_templates(get_task(task))
 
 
 ET = Example("xcopa", "et", "test", 0, {"premise": "Ese oli mullikilesse mässitud.", "question": "cause"},
@@ -90,17 +92,40 @@ def test_user_template_dir_overrides_and_validates(tmp_path: Path):
         "task: xcopa\nversion: 7\ncandidate_slot: choice\ngroup_field: question\ntemplates:\n"
         "  - {id: c, group: cause, text: '{premise} <- {choice}'}\n"
         "  - {id: e, group: effect, text: '{premise} -> {choice}'}\n", encoding="utf-8")
-    custom = parse_template_file(template_path("xcopa", tmp_path), "xcopa", TASK_FIELDS["xcopa"], 2)
+    custom = task_templates(get_task("xcopa"), tmp_path)
     assert custom.version == 7
     assert verbalize(ET, custom, 0).statements == ("Ese oli mullikilesse mässitud. <- See oli õrn.",
                                                    "Ese oli mullikilesse mässitud. <- See oli väike.")
-    # a task without an override falls back to the packaged file
-    assert template_path("xnli", tmp_path).parent.name == "templates"
+    # a task without an override falls back to its task file's templates
+    assert template_path("xnli", tmp_path) is None
+    assert task_templates(get_task("xnli"), tmp_path).path.endswith("builtin/templates/xnli.yaml")
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "xcopa.yaml").write_text("task: xcopa\ncandidate_slot: choice\ntemplates:\n"
                                     "  - {id: x, text: '{premise} {hypothesis} {choice}'}\n", encoding="utf-8")
     with pytest.raises(UsageError, match=r"xcopa.yaml: template 'x' uses unknown slot\(s\) \['hypothesis'\]"):
-        parse_template_file(template_path("xcopa", bad), "xcopa", TASK_FIELDS["xcopa"], 2)
+        parse_template_file(bad / "xcopa.yaml", "xcopa", XCOPA_FIELDS, 2)
     with pytest.raises(UsageError, match="not a directory"):
         template_path("xcopa", tmp_path / "missing")
+
+
+def test_inline_templates_in_a_task_file(tmp_path: Path):
+    (tmp_path / "d.jsonl").write_text('{"q": "Sky?", "a": "blue", "b": "red", "g": 0}\n', encoding="utf-8")
+    (tmp_path / "t.yaml").write_text(
+        "task: t\nlanguages: [en]\nsplits: {test: {files: d.jsonl}}\n"
+        "example: {fields: [q], candidates: [a, b], gold: g}\n"
+        "statements:\n  candidate_slot: c\n  templates:\n    - {id: one, text: '{q} {c}.'}\n", encoding="utf-8")
+    spec = parse_task_file(tmp_path / "t.yaml")
+    ts = task_templates(spec)
+    ex = Example("t", "en", "test", 0, {"q": "Sky?"}, ("blue", "red"), 0)
+    assert verbalize(ex, ts, 0) == Verbalized("one", ("Sky? blue.", "Sky? red."))
+    assert ts.path == str(spec.path) and len(ts.sha256) == 64
+    # the checksum is of the block, not of the file: a comment elsewhere in the file does not change it
+    (tmp_path / "t.yaml").write_text("# note\n" + (tmp_path / "t.yaml").read_text(), encoding="utf-8")
+    assert task_templates(parse_task_file(tmp_path / "t.yaml")).sha256 == ts.sha256
+    (tmp_path / "bad.yaml").write_text(
+        "task: t2\nlanguages: [en]\nsplits: {test: {files: d.jsonl}}\n"
+        "example: {fields: [q], candidates: [a, b], gold: g}\n"
+        "statements:\n  candidate_slot: c\n  templates:\n    - {id: one, text: '{nope} {c}.'}\n", encoding="utf-8")
+    with pytest.raises(UsageError, match=r"bad.yaml: statements: template 'one' uses unknown slot\(s\) \['nope'\]"):
+        task_templates(parse_task_file(tmp_path / "bad.yaml"))

@@ -13,9 +13,9 @@ numbers are comparable with lm-eval's ``acc`` / ``acc_norm``; the compute is org
   pass (a causal LM's hidden state at position i does not depend on later tokens). So the two one-token
   answers of a judge prompt, or lm-eval's one-token multiple-choice continuations, cost one pass.
 - **Packing (shared contexts).** Inputs that share at least 8 leading tokens (the candidates of one example:
-  same context, or xnli's shared premise, or xwinograd's sentence start) are packed into one row: the shared
-  prefix once, then each input's remaining tokens, with a 4D attention mask (each part sees the prefix and
-  itself) and position ids restarting after the prefix, so every token gets exactly the positions and
+  same context, or a premise shared by every choice, or a sentence start before a blank) are packed into one
+  row: the shared prefix once, then each input's remaining tokens, with a 4D attention mask (each part sees the
+  prefix and itself) and position ids restarting after the prefix, so every token gets exactly the positions and
   attention it has in its own sequence. This is checked once at load time against separate forward passes
   (any mismatch, or an attention implementation other than sdpa/eager, turns packing off; also
   ``options["pack"] = False``). Packed rows stay under 1024 tokens and under a sliding attention window.

@@ -233,6 +233,7 @@ def measure(spec: MeasureSpec, log: Callable[[str], None] = lambda _m: None) -> 
     t0 = time.perf_counter()
     workload = build_workload(spec.tasks, "statement" if kind == "encoder" else "loglikelihood", tokenizer,
                               max_length=max_length, languages=spec.languages, limit=spec.limit, seed=spec.seed,
+                              include_paths=spec.include_paths,
                               tokenizer_label=label, vocab_size=vocab)
     if tm is not None and tm.vocab_size is None:
         workload.tokenizer = label

@@ -75,7 +75,7 @@ def plan_efficiency(models: Sequence[str] | None, base: MeasureSpec, output_dir:
     chosen = tuple(models) if models else SEED_EFFICIENCY_MODELS
     weights = base.weights if models else ("random" if base.weights == "auto" else base.weights)
     for task in base.tasks:
-        get_task(task)
+        get_task(task, base.include_paths)
     if weights not in ("auto", "real", "random"):
         raise UsageError(f"--weights {weights!r}: choose auto, real or random")
     if len(set(chosen)) != len(chosen):
@@ -129,7 +129,10 @@ def identity(spec: MeasureSpec) -> dict[str, Any]:
     """Everything that changes a record; equal identity = same result directory = resumable."""
     from harness.tasks.loading import manifest
 
-    return {"schema_version": IDENTITY_SCHEMA, "kind": "efficiency", "spec": asdict(spec),
+    settings = asdict(spec)
+    if not settings["include_paths"]:  # where task files are found is not what is measured (their data is)
+        del settings["include_paths"]
+    return {"schema_version": IDENTITY_SCHEMA, "kind": "efficiency", "spec": settings,
             "data_manifest": hashlib.sha256(json.dumps(manifest(), sort_keys=True).encode()).hexdigest()[:16]}
 
 

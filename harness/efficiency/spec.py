@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+
+def _default_tasks() -> tuple[str, ...]:
+    from harness.tasks.registry import default_task
+
+    return (default_task(),)
 
 
 @dataclass(frozen=True)
@@ -12,7 +18,7 @@ class MeasureSpec:
 
     model: str
     weights: str = "auto"  # auto (real where on this machine, else random) | real | random
-    tasks: tuple[str, ...] = ("xcopa",)
+    tasks: tuple[str, ...] = field(default_factory=_default_tasks)
     languages: tuple[str, ...] | None = None
     limit: int | None = None
     dtype: str = "auto"
@@ -31,11 +37,12 @@ class MeasureSpec:
     estimate: bool = False  # add the analytic estimate (estimate only when the device is not here)
     measure: bool = True  # False: estimate only (no weights built)
     cpu_profile_seconds: float = 1.0
+    include_paths: tuple[str, ...] = ()  # --include-path: where user task files are (not part of the identity)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MeasureSpec:
         d = dict(d)
-        for key in ("tasks", "languages", "batch_sizes"):
+        for key in ("tasks", "languages", "batch_sizes", "include_paths"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
         return cls(**d)

@@ -82,13 +82,14 @@ class Workload:
 
 
 def _requests(tasks: Sequence[str], languages: Sequence[str] | None, limit: int | None, kind: RequestKind,
-              seed: int) -> tuple[list[list[Request]], dict[str, list[str]], dict[str, str | None]]:
+              seed: int, include_paths: Sequence[str] = (),
+              ) -> tuple[list[list[Request]], dict[str, list[str]], dict[str, str | None]]:
     """Per example, its requests (one per candidate), from the same planner and builders as `bench run`."""
     from harness.runner import RunConfig, plan_run
     from harness.statement.verbalizer import StatementRequestBuilder
 
     plan = plan_run(RunConfig(tasks=tuple(tasks), languages=tuple(languages) if languages else None,
-                              limit=limit, seed=seed))
+                              limit=limit, seed=seed, include_paths=tuple(include_paths)))
     builder: Any
     if kind == "statement":
         builder = StatementRequestBuilder(plan.templates, seed)
@@ -111,12 +112,13 @@ def _requests(tasks: Sequence[str], languages: Sequence[str] | None, limit: int 
 
 def build_workload(tasks: Sequence[str], kind: RequestKind, tokenizer: Any, *, max_length: int,
                    languages: Sequence[str] | None = None, limit: int | None = None, seed: int = 0,
-                   tokenizer_label: str = "own", vocab_size: int | None = None) -> Workload:
+                   tokenizer_label: str = "own", vocab_size: int | None = None,
+                   include_paths: Sequence[str] = ()) -> Workload:
     """Token-id rows for `kind` ("statement": encoder inputs; "loglikelihood": causal-LM inputs).
 
     `vocab_size` folds ids of a stand-in tokenizer into the measured model's vocabulary (id % vocab_size).
     """
-    per_example, langs, sha = _requests(tasks, languages, limit, kind, seed)
+    per_example, langs, sha = _requests(tasks, languages, limit, kind, seed, include_paths)
     flat = [r for reqs in per_example for r in reqs]
     owner = [i for i, reqs in enumerate(per_example) for _ in reqs]
     truncated = 0

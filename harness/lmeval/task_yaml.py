@@ -14,7 +14,7 @@ For every task/language, `write_tasks` writes
   * ``acc_norm`` is added to ``metric_list`` when lm-eval's config lacks it (it changes no request; the bridge
     reads lm-eval's per-sample ``acc_norm`` flag to cross-check its length-normalised prediction).
 
-  ``!function`` references stay functions of lm-eval's own task modules (``lm_eval.tasks.xcopa.utils...``), so
+  ``!function`` references stay functions of lm-eval's own task modules (``lm_eval.tasks.<task>.utils...``), so
   prompts are built by lm-eval's code, not by a copy of it.
 
 The data file names carry a content hash: the ``datasets`` cache keys json files by path, so new content
@@ -48,17 +48,17 @@ _REPLACED_KEYS = ("task", "task_alias", "dataset_path", "dataset_name", "dataset
 
 
 def task_name(task: str, language: str) -> str:
-    """Our lm-eval task name, e.g. ``sb_xcopa_et``."""
+    """Our lm-eval task name, ``sb_<task>_<language>``."""
     return f"{TASK_PREFIX}{task}_{language}"
 
 
 def upstream_task_name(task: str, language: str) -> str:
-    """lm-eval's own task name, e.g. ``xcopa_et``."""
+    """lm-eval's own task name, ``<task>_<language>``."""
     return f"{task}_{language}"
 
 
 def parse_task_name(name: str) -> tuple[str, str]:
-    """``sb_xcopa_et`` -> ``("xcopa", "et")``."""
+    """``sb_<task>_<language>`` -> ``(task, language)``."""
     if not name.startswith(TASK_PREFIX) or "_" not in name[len(TASK_PREFIX):]:
         raise ValueError(f"not a statement-bench lm-eval task name: {name!r}")
     task, _, lang = name[len(TASK_PREFIX):].rpartition("_")
@@ -71,7 +71,7 @@ def parse_task_name(name: str) -> tuple[str, str]:
 class FunctionRef:
     """A ``!function`` reference of an lm-eval YAML, kept unresolved (module as a dotted import path)."""
 
-    qualname: str  # e.g. "lm_eval.tasks.xcopa.utils.doc_to_text_et"
+    qualname: str  # e.g. "lm_eval.tasks.<task>.utils.doc_to_text_<language>"
 
 
 class _UpstreamLoader(yaml.SafeLoader):

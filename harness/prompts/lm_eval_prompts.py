@@ -46,7 +46,8 @@ def _jinja() -> Any:
     """lm-eval's own Jinja environment (``lm_eval/utils.py``)."""
     from jinja2 import BaseLoader, Environment, StrictUndefined
 
-    env = Environment(loader=BaseLoader, undefined=StrictUndefined, keep_trailing_newline=True)
+    env = Environment(loader=BaseLoader, undefined=StrictUndefined,  # type: ignore[arg-type]  # as lm-eval does
+                      keep_trailing_newline=True)
     env.filters["regex_replace"] = _regex_replace
     return env
 
@@ -120,11 +121,11 @@ class TaskPrompt:
             return spec
         if isinstance(spec, str):
             if spec in features:
-                return doc[spec]  # type: ignore[no-any-return]
+                return doc[spec]
             rendered = self._render(spec, doc)
-            return ast.literal_eval(rendered) if rendered.isdigit() else rendered  # type: ignore[no-any-return]
+            return ast.literal_eval(rendered) if rendered.isdigit() else rendered
         if callable(spec):
-            return spec(doc)  # type: ignore[no-any-return]
+            return spec(doc)
         raise UsageError(f"task {self.task!r}: lm_eval.doc_to_text must be a field, a template or !function")
 
     def choices(self, doc: Mapping[str, Any], features: set[str]) -> list[str]:
@@ -168,7 +169,7 @@ class TaskPrompt:
 
     def doc_for(self, example: Example) -> tuple[dict[str, Any], set[str]]:
         """The doc templates see (the row, plus ``lit`` when the task has literals) and its feature names."""
-        doc = dict(example.doc) if example.doc else dict(example.fields)
+        doc: dict[str, Any] = dict(example.doc) if example.doc else dict(example.fields)
         features = set(doc)
         if self.literals:
             lit = self.literals.get(example.language)

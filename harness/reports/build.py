@@ -10,7 +10,7 @@ Markdown or HTML; the tidy long table goes to CSV / parquet.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,9 @@ from harness.models.recipe import ABLATION_SETTINGS, describe_recipe, read_train
 from harness.reports.document import Block, Figure, ReportDoc, Section, Table
 from harness.reports.tables import ci, model_label, pct
 from harness.reports.tidy import LabelledRun, reference_table, tidy_frame
-from harness.results.schema import RunResult
-
-TASK_NAMES = {"xcopa": "XCOPA", "xnli": "XNLI", "xstorycloze": "XStoryCloze", "xwinograd": "XWinograd"}
-TASK_ORDER = ("xcopa", "xnli", "xstorycloze", "xwinograd")
+from harness.results.schema import RunResult, TaskResult
+from harness.tasks.registry import find_task, load_registry
+from harness.tasks.taskfile import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,7 @@ class ReportOptions:
     bootstrap: int = 2000
     seed: int = 0
     figures_dir: Path | None = None  # where PNGs go; None = no figures (stdout-only report)
+    include_paths: tuple[str, ...] = ()  # task files for titles / chance that older result files lack
 
 
 @dataclass
@@ -73,34 +73,112 @@ def label_runs(results: Sequence[tuple[RunResult, Path]]) -> list[LabelledRun]:
     return runs
 
 
-def _tasks(runs: Sequence[LabelledRun]) -> list[str]:
-    present = {t for run in runs for t in run.result.tasks}
-    return [t for t in TASK_ORDER if t in present] + sorted(present - set(TASK_ORDER))
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str
+    title: str  # display name
+    chance: float | None  # chance accuracy (%); None = unknown (no chance line is drawn)
+
+
+def _finite_or_none(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+class TaskCatalog:
+    """Display name and chance accuracy of each task a report names. No task is known here by name: both come
+    from the result files (schema 1.3 records them), else from the task file of that name (built-in, or under
+    ``include_paths`` for user tasks in older result files), else the raw name and no chance."""
+
+    def __init__(self, results: Iterable[RunResult], include_paths: Sequence[str | Path] = ()) -> None:
+        self._recorded: dict[str, tuple[str | None, float | None]] = {}
+        for result in results:
+            for name, tr in result.tasks.items():
+                title, chance = self._recorded.get(name, (None, None))
+                self._recorded[name] = (title or tr.title or None,
+                                        chance if chance is not None else _finite_or_none(tr.chance))
+        # loaded up front, so that a wrong --include-path is an error even when every file has its titles
+        self._registry = load_registry(include_paths) if include_paths else None
+        self._infos: dict[str, TaskInfo] = {}
+
+    def _spec(self, name: str) -> TaskSpec | None:
+        return self._registry.tasks.get(name) if self._registry is not None else find_task(name)
+
+    def __getitem__(self, name: str) -> TaskInfo:
+        info = self._infos.get(name)
+        if info is None:
+            title, chance = self._recorded.get(name, (None, None))
+            if title is None or chance is None:
+                spec = self._spec(name)
+                if spec is not None:
+                    title = title or spec.title
+                    chance = chance if chance is not None else _finite_or_none(spec.chance)
+            info = self._infos[name] = TaskInfo(name, title or name, chance)
+        return info
+
+    def title(self, name: str) -> str:
+        return self[name].title
+
+    def order(self, names: Iterable[str]) -> list[str]:
+        """Distinct names: built-in tasks first (in the registry's order), then the others as first seen."""
+        builtin = (self._registry or load_registry()).builtin
+        seen = list(dict.fromkeys(names))
+        rank = {n: builtin.index(n) if n in builtin else len(builtin) for n in seen}
+        return sorted(seen, key=lambda n: rank[n])  # stable: first-seen order within equal rank
+
+
+def _tasks(runs: Sequence[LabelledRun], catalog: TaskCatalog) -> list[str]:
+    return catalog.order(t for run in runs for t in run.result.tasks)
 
 
 # -- sections --------------------------------------------------------------------------------------------------------
 
-def main_table(runs: Sequence[LabelledRun], tasks: Sequence[str]) -> Table:
-    """Rows = models; per task: mean accuracy [95% CI] (languages, examples); the best of each column in bold."""
+def _lines(*parts: str) -> str:
+    """A cell of several lines: line breaks in HTML, spaces in Markdown (see `Table`); empty parts are left out."""
+    return "\n".join(p for p in parts if p)
+
+
+def _coverage(tr: TaskResult) -> str:
+    """(languages, examples) behind a mean: one line under a title, two in a cell (a column no wider than the
+    interval)."""
+    return f"({tr.n_languages} langs,\nn={tr.n_examples:,})"
+
+
+def main_table(runs: Sequence[LabelledRun], tasks: Sequence[str], catalog: TaskCatalog) -> Table:
+    """Rows = models (labelled backend:model); per task: mean accuracy [95% CI] (languages, examples); the best of
+    each column in bold.
+
+    Narrow enough for a page (the HTML must not scroll sideways with many tasks): the interval goes under the
+    value (a line break in HTML, see `Table`), and the languages and examples under the task's title when every
+    run of it has the same (the usual case), else under the interval.
+    """
     best = {t: max((run.result.tasks[t].mean_accuracy for run in runs if t in run.result.tasks
                     and math.isfinite(run.result.tasks[t].mean_accuracy)), default=math.nan) for t in tasks}
+    shared: dict[str, str | None] = {}
+    for t in tasks:
+        coverages = {_coverage(run.result.tasks[t]) for run in runs if t in run.result.tasks}
+        shared[t] = coverages.pop() if len(coverages) == 1 else None
     rows = []
     for run in runs:
         r = run.result
-        row = [run.label, _params(r.model.get("num_parameters")), str(r.model.get("backend", "")), _recipe_cell(r)]
+        row = [run.label, _params(r.model.get("num_parameters")), _recipe_cell(r)]
         for t in tasks:
             tr = r.tasks.get(t)
             if tr is None:
                 row.append("")
                 continue
-            cell = (f"{pct(tr.mean_accuracy)} {ci(tr.mean_ci95_low, tr.mean_ci95_high)} "
-                    f"({tr.n_languages} langs, n={tr.n_examples:,})")
+            cell = _lines(pct(tr.mean_accuracy), ci(tr.mean_ci95_low, tr.mean_ci95_high),
+                          "" if shared[t] else _coverage(tr))
             row.append(f"**{cell}**" if len(runs) > 1 and tr.mean_accuracy == best[t] else cell)
         rows.append(row)
-    return Table(["model", "parameters", "backend", "training recipe", *[TASK_NAMES.get(t, t) for t in tasks]],
-                 rows, align="lrll" + "r" * len(tasks),
-                 caption="Accuracy (%): unweighted mean over languages [95% interval] (languages, examples); "
-                         "best measured value per column in bold.")
+    headers = [_lines(catalog.title(t), (shared[t] or "").replace("\n", " ")) for t in tasks]
+    return Table(["model", "parameters", "training recipe", *headers], rows, align="lrl" + "r" * len(tasks),
+                 caption="Accuracy (%): unweighted mean over languages [95% interval]; (languages, examples) under "
+                         "the task, or in the cell where runs differ; best measured value per column in bold. "
+                         "Model = backend:model.")
 
 
 def _recipe_cell(result: RunResult) -> str:
@@ -125,15 +203,15 @@ def _matches(row: dict[str, Any], result: RunResult) -> bool:
     return row["kind"] == "causal" or recipe is not None
 
 
-def reference_blocks(runs: Sequence[LabelledRun], tasks: Sequence[str], name: str) -> list[Block]:
+def reference_blocks(runs: Sequence[LabelledRun], name: str, catalog: TaskCatalog) -> list[Block]:
     ref = reference_table(name)
-    ref_tasks = [t for t in TASK_ORDER if t in ref["tasks"]]
+    ref_tasks = list(ref["tasks"])  # the reference's own task keys, titled like the measured ones
     rows = [[row["model"], _params(row["parameters"]), row["recipe"],
              *[f"{row['scores'][t]:.2f}" for t in ref_tasks]] for row in ref["rows"]]
     blocks: list[Block] = [
         f"{ref['title']}. {ref['metric']}. Citation: {ref['citation']}. {ref['caveat']} "
         "These numbers are quoted, not measured here, and are never mixed into the measured tables.",
-        Table(["published model", "parameters", "recipe", *[TASK_NAMES[t] for t in ref_tasks]], rows,
+        Table(["published model", "parameters", "recipe", *[catalog.title(t) for t in ref_tasks]], rows,
               align="lrl" + "r" * len(ref_tasks), caption=f"Published reference ({name})")]
     deltas = []
     for run in runs:
@@ -146,7 +224,7 @@ def reference_blocks(runs: Sequence[LabelledRun], tasks: Sequence[str], name: st
                 cells.append("" if tr is None else f"{100 * tr.mean_accuracy - row['scores'][t]:+.2f}")
             deltas.append([run.label, row["model"], *cells])
     if deltas:
-        blocks.append(Table(["measured run", "published model", *[f"Δ {TASK_NAMES[t]}" for t in ref_tasks]],
+        blocks.append(Table(["measured run", "published model", *[f"Δ {catalog.title(t)}" for t in ref_tasks]],
                             deltas, align="ll" + "r" * len(ref_tasks),
                             caption="Measured minus published (points); the run's data or language set may differ"))
     else:
@@ -155,8 +233,8 @@ def reference_blocks(runs: Sequence[LabelledRun], tasks: Sequence[str], name: st
     return blocks
 
 
-def paired_blocks(runs: Sequence[LabelledRun], options: ReportOptions,
-                  cache: dict[tuple[str, str], list[Any]]) -> list[Block]:
+def paired_blocks(runs: Sequence[LabelledRun], options: ReportOptions, cache: dict[tuple[str, str], list[Any]],
+                  catalog: TaskCatalog) -> list[Block]:
     comparisons: list[tuple[str, str, Any]] = []
     with_samples = [run for run in runs if run.samples_path and Path(run.samples_path).is_file()]
     for i, a in enumerate(with_samples):
@@ -164,7 +242,7 @@ def paired_blocks(runs: Sequence[LabelledRun], options: ReportOptions,
             comparisons.extend((a.label, b.label, c) for c in _paired(a, b, options, cache))
     if not comparisons:
         return ["No two runs scored the same examples."]
-    rows = [[TASK_NAMES.get(c.task, c.task), la, lb, f"{c.n:,}", pct(c.acc_a), pct(c.acc_b),
+    rows = [[catalog.title(c.task), la, lb, f"{c.n:,}", pct(c.acc_a), pct(c.acc_b),
              f"{100 * c.diff:+.1f}", f"[{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}]", str(c.only_a),
              str(c.only_b), _p(c.p_mcnemar)] for la, lb, c in comparisons]
     return [f"Pairs of runs on the examples both scored. Δ = A − B in points, unweighted over languages; interval: "
@@ -191,7 +269,7 @@ def _paired(a: LabelledRun, b: LabelledRun, options: ReportOptions,
 
 
 def ablation_blocks(runs: Sequence[LabelledRun], tasks: Sequence[str], options: ReportOptions,
-                    cache: dict[tuple[str, str], list[Any]]) -> list[Block]:
+                    cache: dict[tuple[str, str], list[Any]], catalog: TaskCatalog) -> list[Block]:
     """Runs whose recorded recipes differ in exactly one setting, lined up against the first of them."""
     recipes = [(run, recipe_of(run.result)) for run in runs]
     tuned = [(run, rec) for run, rec in recipes if rec]
@@ -210,13 +288,13 @@ def ablation_blocks(runs: Sequence[LabelledRun], tasks: Sequence[str], options: 
                 row = [str(rec.get(setting)), run.label]
                 for t in tasks:
                     tr = run.result.tasks.get(t)
-                    row.append("" if tr is None else f"{pct(tr.mean_accuracy)} "
-                               f"{ci(tr.mean_ci95_low, tr.mean_ci95_high)}")
+                    row.append("" if tr is None else _lines(pct(tr.mean_accuracy),
+                                                             ci(tr.mean_ci95_low, tr.mean_ci95_high)))
                     row.append(_delta(base_run, run, t, options, cache))
                 rows.append(row)
             headers = [setting.replace("_", " "), "run"]
             for t in tasks:
-                headers += [TASK_NAMES.get(t, t), "Δ vs first [95%], p"]
+                headers += [catalog.title(t), "Δ vs first [95%], p"]
             blocks += [f"**{setting.replace('_', ' ')}** varies; every other recorded setting is equal "
                        f"({describe_recipe(family[0][1])}).",
                        Table(headers, rows, align="ll" + "r" * (2 * len(tasks)))]
@@ -232,29 +310,33 @@ def _delta(base: LabelledRun, run: LabelledRun, task: str, options: ReportOption
         return ""
     for c in _paired(run, base, options, cache):
         if c.task == task:
-            return f"{100 * c.diff:+.1f} [{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}], p={_p(c.p_mcnemar)}"
+            return _lines(f"{100 * c.diff:+.1f} [{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}],",
+                          f"p={_p(c.p_mcnemar)}")
     return ""
 
 
-def language_blocks(runs: Sequence[LabelledRun], task: str, tidy: pd.DataFrame,
+def language_blocks(runs: Sequence[LabelledRun], task: TaskInfo, tidy: pd.DataFrame,
                     figures_dir: Path | None, figures: list[Path]) -> list[Block]:
-    present = [run for run in runs if task in run.result.tasks]
-    languages = list(dict.fromkeys(lang for run in present for lang in run.result.tasks[task].languages))
+    name = task.name
+    present = [run for run in runs if name in run.result.tasks]
+    languages = list(dict.fromkeys(lang for run in present for lang in run.result.tasks[name].languages))
     rows = []
     for lang in languages:
         row = [lang]
         for run in present:
-            lr = run.result.tasks[task].languages.get(lang)
+            lr = run.result.tasks[name].languages.get(lang)
             row.append("" if lr is None else f"{pct(lr.accuracy)} {ci(lr.ci95_low, lr.ci95_high)} (n={lr.n})")
         rows.append(row)
-    blocks: list[Block] = [Table(["language", *[run.label for run in present]], rows)]
+    blocks: list[Block] = [] if task.chance is None else [f"Chance accuracy: {task.chance:.1f}%."]
+    blocks.append(Table(["language", *[run.label for run in present]], rows))
     if figures_dir is not None:
         from harness.reports.plots import language_heatmap
 
-        path = language_heatmap(tidy, task, figures_dir / f"heatmap-{task}.png")
+        path = language_heatmap(tidy, name, figures_dir / f"heatmap-{name}.png", title=task.title,
+                                chance=task.chance)
         if path is not None:
             figures.append(path)
-            blocks.append(Figure(path, f"{TASK_NAMES.get(task, task)}: accuracy (%) per model and language"))
+            blocks.append(Figure(path, f"{task.title}: accuracy (%) per model and language"))
     return blocks
 
 
@@ -290,7 +372,8 @@ def build_report(results: Sequence[tuple[RunResult, Path]], options: ReportOptio
     accuracy_results = [(r, p) for r, p in results if r.tasks]
     efficiency = efficiency_results([r for r, _ in results])
     runs = label_runs(accuracy_results)
-    tasks = _tasks(runs)
+    catalog = TaskCatalog((r for r, _ in accuracy_results), options.include_paths)
+    tasks = _tasks(runs, catalog)
     tidy = tidy_frame(runs, options.reference)
     figures: list[Path] = []
     fig_dir = options.figures_dir
@@ -300,21 +383,25 @@ def build_report(results: Sequence[tuple[RunResult, Path]], options: ReportOptio
         "ci_low, ci_high) is in the CSV."])
     cache: dict[tuple[str, str], list[Any]] = {}
     if runs:
-        doc.sections.append(Section("Main results", [main_table(runs, tasks)], anchor="main"))
+        doc.sections.append(Section("Main results", [main_table(runs, tasks, catalog)], anchor="main"))
     if options.reference:
-        doc.sections.append(Section("Published reference", reference_blocks(runs, tasks, options.reference),
+        doc.sections.append(Section("Published reference", reference_blocks(runs, options.reference, catalog),
                                     anchor="reference"))
     if len(runs) > 1:
-        doc.sections.append(Section("Model vs model (paired)", paired_blocks(runs, options, cache), anchor="paired"))
-        doc.sections.append(Section("Ablations", ablation_blocks(runs, tasks, options, cache), anchor="ablations"))
+        doc.sections.append(Section("Model vs model (paired)", paired_blocks(runs, options, cache, catalog), anchor="paired"))
+        doc.sections.append(Section("Ablations", ablation_blocks(runs, tasks, options, cache, catalog), anchor="ablations"))
     for task in tasks:
-        doc.sections.append(Section(f"{TASK_NAMES.get(task, task)} per language",
-                                    language_blocks(runs, task, tidy, fig_dir, figures), anchor=f"lang-{task}"))
+        doc.sections.append(Section(f"{catalog.title(task)} per language",
+                                    language_blocks(runs, catalog[task], tidy, fig_dir, figures),
+                                    anchor=f"lang-{task}"))
     if fig_dir is not None and runs:
         from harness.reports.plots import accuracy_vs_parameters, pareto_accuracy_throughput
 
         blocks: list[Block] = []
-        path = accuracy_vs_parameters(tidy, fig_dir / "accuracy-vs-parameters.png")
+        shown = catalog.order([*tasks, *tidy["task"].astype(str)])  # measured tasks, then published-only ones
+        path = accuracy_vs_parameters(tidy, fig_dir / "accuracy-vs-parameters.png",
+                                      titles={t: catalog.title(t) for t in shown},
+                                      chance={t: c for t in shown if (c := catalog[t].chance) is not None})
         if path is not None:
             figures.append(path)
             blocks.append(Figure(path, "Mean accuracy vs parameters (log x); published points hollow"))

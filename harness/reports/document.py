@@ -12,7 +12,11 @@ from pathlib import Path
 
 @dataclass
 class Table:
-    """Cells are plain text; a cell wrapped in ``**`` is emphasised (the best value of a column)."""
+    """Cells are plain text; a cell wrapped in ``**`` is emphasised (the best value of a column).
+
+    A newline in a cell or header starts a new line in HTML (a value over its interval, a title over its sample
+    size), which keeps wide tables narrow; Markdown tables cannot break lines and join the lines with a space.
+    """
 
     headers: list[str]
     rows: list[list[str]]

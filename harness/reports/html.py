@@ -37,8 +37,11 @@ nav.toc li.level-3 { margin-left: 1.2rem; }
 .table-wrap { overflow-x: auto; margin: 1rem 0; }
 table { border-collapse: collapse; font-size: 0.9rem; }
 caption { caption-side: top; text-align: left; font-weight: 600; padding: 0.3rem 0; }
-th, td { border: 1px solid #d0d7de; padding: 0.3rem 0.6rem; white-space: nowrap; }
-thead th { background: #eef1f4; }
+th, td { border: 1px solid #d0d7de; padding: 0.3rem 0.6rem; }
+td { vertical-align: baseline; }
+td.r { white-space: nowrap; }
+td.l { overflow-wrap: anywhere; }
+thead th { background: #eef1f4; vertical-align: bottom; }
 tbody tr:nth-child(even) { background: #f6f8fa; }
 .l { text-align: left; }
 .r { text-align: right; font-variant-numeric: tabular-nums; }
@@ -107,7 +110,8 @@ def _csp(with_script: bool) -> str:
 _INLINE = re.compile(
     r"`(?P<code>[^`]+)`"
     r"|\[(?P<label>[^\]]+)\]\((?P<url>[^)\s]+)\)"
-    r"|\*\*(?P<bold>.+?)\*\*"
+    r"|\*\*(?P<bold>.+?)\*\*",
+    re.DOTALL,
 )
 _SCHEME = re.compile(r"^([^/?#]*):")
 
@@ -174,6 +178,18 @@ def _heading_level(section: Section) -> int:
 # ---- blocks ---------------------------------------------------------------------------------------------------
 
 
+_TAG_OR_BREAK = re.compile(r"(<[^>]*>|&[#\w]+;)|(?<=[/:+])(?!<wbr>)")
+
+
+def _cell(text: str, align: str = "r") -> str:
+    """A cell's or header's HTML: each line of the text (see `Table`) on its own line. Text cells (``align`` "l")
+    may also break after ``/``, ``:`` and ``+`` (model ids, paths), and anywhere as a last resort (CSS)."""
+    out = inline_markdown(text).replace("\n", "<br>")
+    if align == "l":
+        out = _TAG_OR_BREAK.sub(lambda m: m.group(1) or "<wbr>", out)
+    return out
+
+
 def _table(table: Table) -> str:
     ncols = len(table.headers)
     align = table.align or "l" + "r" * (ncols - 1)
@@ -187,14 +203,13 @@ def _table(table: Table) -> str:
     if table.caption:
         lines.append(f"<caption>{inline_markdown(table.caption)}</caption>")
     if table.sortable:
-        head = "".join(f'<th scope="col" class="{a}"><button type="button">{inline_markdown(h)}</button></th>'
+        head = "".join(f'<th scope="col" class="{a}"><button type="button">{_cell(h)}</button></th>'
                        for h, a in zip(table.headers, align, strict=True))
     else:
-        head = "".join(f'<th scope="col" class="{a}">{inline_markdown(h)}</th>'
-                       for h, a in zip(table.headers, align, strict=True))
+        head = "".join(f'<th scope="col" class="{a}">{_cell(h)}</th>' for h, a in zip(table.headers, align, strict=True))
     lines += ["<thead>", f"<tr>{head}</tr>", "</thead>", "<tbody>"]
     for row in table.rows:
-        cells = "".join(f'<td class="{a}">{inline_markdown(c)}</td>' for c, a in zip(row, align, strict=True))
+        cells = "".join(f'<td class="{a}">{_cell(c, a)}</td>' for c, a in zip(row, align, strict=True))
         lines.append(f"<tr>{cells}</tr>")
     lines += ["</tbody>", "</table>", "</div>"]
     return "\n".join(lines)

@@ -16,7 +16,7 @@ Frames (columns guaranteed by the builder):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,10 +27,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
-    "CHANCE",
     "DPI",
     "accuracy_vs_parameters",
-    "chance_for",
     "heatmap_matrix",
     "language_heatmap",
     "parameter_points",
@@ -39,25 +37,12 @@ __all__ = [
     "pareto_points",
 ]
 
-# Chance accuracy (%) per task: XNLI has three labels, the others are two-way choices.
-CHANCE: dict[str, float] = {"xcopa": 50.0, "xnli": 100 / 3, "xstorycloze": 50.0, "xwinograd": 50.0}
 DPI = 120
 METRIC = "acc"  # every figure compares plain accuracy; acc_norm lives in the tables only
 MEASURED_COLOR = "tab:blue"
 PUBLISHED_COLOR = "tab:orange"
 ESTIMATED_COLOR = "tab:orange"
 FRONT_COLOR = "tab:green"
-
-
-def chance_for(task: str) -> float | None:
-    """Chance accuracy (%) of a task, also for variants such as ``xnli_en`` or ``XCOPA``; None if unknown."""
-    key = task.lower()
-    if key in CHANCE:
-        return CHANCE[key]
-    for name in sorted(CHANCE, key=len, reverse=True):
-        if key.startswith(name):
-            return CHANCE[name]
-    return None
 
 
 def _has(frame: pd.DataFrame, columns: Sequence[str]) -> bool:
@@ -119,10 +104,13 @@ def heatmap_matrix(accuracy: pd.DataFrame, task: str) -> pd.DataFrame:
     return matrix
 
 
-def language_heatmap(accuracy: pd.DataFrame, task: str, path: Path) -> Path | None:
+def language_heatmap(accuracy: pd.DataFrame, task: str, path: Path, *, title: str | None = None,
+                     chance: float | None = None) -> Path | None:
     """Models x languages heatmap of one task, cells annotated with accuracy %, colours diverging at chance.
 
-    Centring the colormap on chance makes below-chance languages (red) stand out from real transfer (blue).
+    Centring the colormap on chance (%, the task's, which the caller knows) makes below-chance languages (red)
+    stand out from real transfer (blue); without it a sequential colormap. ``title`` names the task (default:
+    ``task``).
     """
     matrix = heatmap_matrix(accuracy, task)
     values = matrix.to_numpy(dtype=float) if not matrix.empty else np.empty((0, 0))
@@ -132,7 +120,8 @@ def language_heatmap(accuracy: pd.DataFrame, task: str, path: Path) -> Path | No
     plt = _pyplot()
     from matplotlib import colors
 
-    chance = chance_for(task)
+    if chance is not None and not _finite(chance):
+        chance = None
     cmap = plt.get_cmap("RdBu" if chance is not None else "viridis").with_extremes(bad="#dddddd")
     norm: colors.Normalize
     if chance is not None:
@@ -160,7 +149,7 @@ def language_heatmap(accuracy: pd.DataFrame, task: str, path: Path) -> Path | No
     ax.set_xlabel("language")
     ax.set_ylabel("model")
     centre = f"; white = chance ({chance:.1f}%)" if chance is not None else ""
-    ax.set_title(f"{task}: measured accuracy by language ({METRIC}){centre}", fontsize=10)
+    ax.set_title(f"{title or task}: measured accuracy by language ({METRIC}){centre}", fontsize=10)
     fig.colorbar(image, ax=ax).set_label("accuracy (%)")
     fig.tight_layout()
     return _save(fig, path)
@@ -200,16 +189,22 @@ def parameter_points(accuracy: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["task", "source", "parameters", "model"], kind="stable").reset_index(drop=True)
 
 
-def accuracy_vs_parameters(accuracy: pd.DataFrame, path: Path) -> Path | None:
+def accuracy_vs_parameters(accuracy: pd.DataFrame, path: Path, *, titles: Mapping[str, str] | None = None,
+                           chance: Mapping[str, float] | None = None) -> Path | None:
     """One panel per task: mean accuracy against parameter count (log x), measured with CIs vs the seed paper.
 
-    Shows whether a small statement-tuned encoder keeps up with LLMs orders of magnitude larger.
+    Shows whether a small statement-tuned encoder keeps up with LLMs orders of magnitude larger. ``titles``
+    (task -> display name) names the panels and orders them (tasks it lacks follow, sorted); ``chance`` (task ->
+    chance accuracy %) draws a dashed chance line in the panels of the tasks it has.
     """
     points = parameter_points(accuracy)
     if points.empty:
         return None
+    titles = titles or {}
+    chance = chance or {}
     plt = _pyplot()
-    tasks = sorted(points["task"].unique())
+    present = set(points["task"].unique())
+    tasks = [t for t in titles if t in present] + sorted(present - set(titles))
     ncols = 1 if len(tasks) == 1 else 2
     nrows = math.ceil(len(tasks) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(6.0 * ncols, 4.5 * nrows), squeeze=False)
@@ -233,12 +228,12 @@ def accuracy_vs_parameters(accuracy: pd.DataFrame, path: Path) -> Path | None:
         for _, row in rows.iterrows():
             ax.annotate(str(row["model"]), (row["parameters"], row["y"]), xytext=(4, 4), textcoords="offset points",
                         fontsize=7)
-        chance = chance_for(task)
-        if chance is not None:
-            ax.axhline(chance, linestyle="--", color="grey", linewidth=1, label=f"chance ({chance:.1f}%)")
+        level = chance.get(task)
+        if level is not None and _finite(level):
+            ax.axhline(level, linestyle="--", color="grey", linewidth=1, label=f"chance ({level:.1f}%)")
         ax.set_xscale("log")
         ax.margins(x=0.15, y=0.12)  # room for the labels of the outermost points
-        ax.set_title(task)
+        ax.set_title(titles.get(task, task))
         ax.set_xlabel("parameters (log scale)")
         ax.set_ylabel("mean accuracy over languages (%)")
         ax.grid(which="both", alpha=0.3)

@@ -10,7 +10,9 @@ from harness.results.schema import RunResult, TaskResult
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
-    """GitHub Markdown table, padded so it also reads well in a terminal."""
+    """GitHub Markdown table, padded so it also reads well in a terminal (a newline in a cell becomes a space)."""
+    headers = [" ".join(h.split("\n")) for h in headers]
+    rows = [[" ".join(c.split("\n")) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]

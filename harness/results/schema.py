@@ -57,6 +57,8 @@ class TaskResult:
     title: str | None = None  # the task file's display name (1.3)
     chance: float | None = None  # chance accuracy (%) from the number of candidates (1.3)
     task_file: dict[str, Any] | None = None  # path and sha256 of the task file (1.3)
+    #: `--templates all` only: accuracy per template, mean and spread (harness.results.sensitivity); additive, 1.3
+    template_sensitivity: dict[str, Any] | None = None
 
 
 @dataclass

@@ -21,7 +21,7 @@ class RowContext:
     language: str
     split: str
     index: int
-    where: str  # for messages: "xcopa/et/test row 12 (<file>)"
+    where: str  # for messages: "<task>/<language>/<split> row 12 (<file>)"
 
 
 def _text(row: Mapping[str, Any], name: str, ctx: RowContext) -> str:

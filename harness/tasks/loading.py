@@ -393,6 +393,7 @@ def variant_values(spec: TaskSpec, variant: str, choice: str, split: str,
                    data_dir: Path | None = None) -> list[Any] | None:
     """The values a task-file variant puts in its field, indexed by the row field it names (None = the
     row's own value). Packaged extras and a task file's own JSON files are both ``{split: [value, ...]}``."""
+    check_split(spec, split)
     v = spec.variants[variant]
     join = v.choices[choice]
     if join is None:

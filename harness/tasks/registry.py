@@ -117,3 +117,13 @@ def get_task(name: str | TaskSpec, include_paths: IncludePaths = ()) -> TaskSpec
 def find_task(name: str) -> TaskSpec | None:
     """A built-in task by name, or None (reports and plots use it for result files that predate titles)."""
     return load_registry().tasks.get(name)
+
+
+def default_task() -> str:
+    """The task a command uses when none is named: the first built-in task file (by file name)."""
+    return load_registry().builtin[0]
+
+
+def known_tasks() -> dict[str, TaskSpec]:
+    """The built-in tasks plus every task any registry of this process has loaded."""
+    return {**_SEEN, **load_registry().tasks}

@@ -209,7 +209,9 @@ def _str_list(path: Path, key: str, value: Any, *, allow_empty: bool = False) ->
         raise _fail(path, key, f"needs a{'' if allow_empty else ' non-empty'} list (got {value!r})")
     out = []
     for i, item in enumerate(value):
-        if isinstance(item, bool) or not isinstance(item, (str, int)):
+        if isinstance(item, bool):
+            raise _fail(path, f"{key}[{i}]", f"needs a text value (got {item!r}: quote yes/no/on/off in YAML)")
+        if not isinstance(item, (str, int)):
             raise _fail(path, f"{key}[{i}]", f"needs a text value (got {item!r})")
         out.append(str(item))
     if len(set(out)) != len(out):
@@ -251,6 +253,8 @@ def _data_file(path: Path, key: str, value: Any, language: str, split: str) -> D
         raise _fail(path, key, f"unknown key(s) {sorted(unknown)}; use path, sha256, format")
     rel = _str(path, f"{key}.path", spec.get("path")).format(language=language, split=split)
     sha = spec.get("sha256")
+    if isinstance(sha, int) and not isinstance(sha, bool) and 0 <= sha < 10**64:
+        sha = f"{sha:064d}"  # an all-digit checksum unquoted in YAML reads as a number
     if sha is not None and (not isinstance(sha, str) or len(sha) != 64
                             or any(c not in "0123456789abcdef" for c in sha)):
         raise _fail(path, f"{key}.sha256", f"needs 64 lower-case hex digits (got {sha!r})")

@@ -38,13 +38,17 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "25": LANGS_25,
 }
 
-#: normalised dataset name -> the eval task it is (or is the English origin of); never train on these
-EVAL_OVERLAP: dict[str, str] = {
-    "xcopa": "xcopa", "copa": "xcopa", "balancedcopa": "xcopa", "bcopa": "xcopa",
-    "xnli": "xnli", "mnli": "xnli", "multinli": "xnli", "snli": "xnli",
-    "xstorycloze": "xstorycloze", "storycloze": "xstorycloze", "rocstories": "xstorycloze",
-    "xwinograd": "xwinograd", "winograd": "xwinograd", "wsc": "xwinograd", "winogrande": "xwinograd",
-}
+def eval_overlap_names() -> dict[str, str]:
+    """Normalised dataset name -> the eval task it is (or is the English origin of); never train on these.
+    Read from every known task file's ``overlap:`` list (the built-in tasks, and tasks loaded with
+    --include-path in this process)."""
+    from harness.tasks.registry import known_tasks
+
+    names: dict[str, str] = {}
+    for task, spec in known_tasks().items():
+        for name in spec.overlap:
+            names.setdefault(re.sub(r"[^0-9a-z]+", "", name.casefold()), task)
+    return names
 
 
 @dataclass(frozen=True)
@@ -68,13 +72,14 @@ class Mixture:
 def eval_overlap(name: str) -> tuple[str, str] | None:
     """(matched name, eval task) when ``name`` names an eval set or its origin, in any case/punctuation:
     "X-COPA", "multi_nli", "story_cloze", "super_glue/wsc273" all match."""
+    names = eval_overlap_names()
     tokens = [t for t in re.split(r"[^0-9a-z]+", name.casefold()) if t]
     for i in range(len(tokens)):
         for j in range(i + 1, len(tokens) + 1):
             joined = "".join(tokens[i:j])
             for candidate in (joined, joined.rstrip("0123456789")):
-                if candidate in EVAL_OVERLAP:
-                    return candidate, EVAL_OVERLAP[candidate]
+                if candidate in names:
+                    return candidate, names[candidate]
     return None
 
 
