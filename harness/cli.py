@@ -273,19 +273,24 @@ def list_group() -> None:
 def list_tasks(include_paths: tuple[str, ...]) -> None:
     """Tasks (built-in and from --include-path), languages, splits and row counts."""
     from harness.reports.tables import markdown_table
+    from harness.tasks.loading import manifest
     from harness.tasks.registry import load_registry
 
     registry = load_registry(include_paths)
+    packaged = manifest()["tasks"]
     rows = []
     for name, spec in registry.tasks.items():
         for split, sspec in spec.splits.items():
-            counts = [f"{lang}:{spec.rows(split, lang)}" for lang in spec.languages]
+            entries = packaged.get(name, {}).get("splits", {}).get(split, {}) if spec.source == "packaged" else {}
+            counts = [f"{lang}:{spec.rows(split, lang)}{'*' if entries.get(lang, {}).get('derived') else ''}"
+                      for lang in spec.languages]
             known = all(sspec.rows_for(lang) is not None for lang in spec.languages)
             total = str(sum(spec.rows(split, lang) for lang in spec.languages)) if known else "?"
             default = " (default)" if split == spec.default_split else ""
             rows.append([name, split + default, str(len(spec.languages)), total,
                          " ".join(counts) if known else " ".join(spec.languages)])
-    click.echo(markdown_table(["task", "split", "langs", "rows", "rows per language"], rows, align="llrrl"))
+    click.echo(markdown_table(["task", "split", "langs", "rows", "rows per language (* = derived)"], rows,
+                              align="llrrl"))
     for name, spec in registry.tasks.items():
         chance = f"{spec.chance:.1f}%" if spec.chance is not None else "varies"
         data = {"packaged": "packaged data", "files": "local files", "hub": "Hub"}[spec.source]

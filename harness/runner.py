@@ -46,7 +46,7 @@ from harness.results.sensitivity import template_sensitivity
 from harness.statement.templates import TemplateSet, task_templates
 from harness.statement.verbalizer import ENSEMBLE_RULE, AllTemplatesRequestBuilder, StatementRequestBuilder
 from harness.tasks.examples import ExampleSet, check_task_options, load_examples
-from harness.tasks.registry import load_registry
+from harness.tasks.registry import BUILTIN_DIR, load_registry
 from harness.tasks.taskfile import TaskSpec
 
 #: The schema version in a run's identity (its directory name): bumped only when what a run scores changes, so
@@ -230,8 +230,13 @@ def run_identity(plan: RunPlan, model: dict[str, Any], prompt: str,
     """Everything that changes the scores; equal identity = same run directory = resumable."""
     cfg = plan.config
     extra = numerics_identity(model, numerics)
+    # a user's task file says how rows become examples and prompts: editing it must not resume old samples (the
+    # built-in task files change with the package, whose prompt version, templates and data are in the identity)
+    task_files = {name: spec.sha256 for name, spec in sorted(plan.tasks.items())
+                  if spec.path is not None and spec.path.parent != BUILTIN_DIR}
     return {
         **({"numerics": extra} if extra is not None else {}),
+        **({"task_files": task_files} if task_files else {}),
         "schema_version": IDENTITY_SCHEMA,
         "backend": model["backend"], "model": model["model"], "revision": model["revision"],
         "adapter": model["adapter"], "dtype": model["dtype"], "max_length": model["max_length"],

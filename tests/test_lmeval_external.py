@@ -30,6 +30,7 @@ FIXTURES = ROOT / "tests" / "fixtures" / "lmeval_tasks"
 ARC, OPTIONS, WINO = "sb_test_arc_tiny", "sb_test_options_tiny", "sb_test_wino_tiny"
 GENERATED_ROWS = 12  # rows per generated lm-eval task (its whole split)
 LIMIT = 10
+SLOW_LIMIT = 4  # examples per task with real models
 
 
 @pytest.fixture(autouse=True)
@@ -150,7 +151,8 @@ def test_generated_tasks_statements_are_the_concatenation(generated: Path, tmp_p
         assert result.tasks[name].templates["ids"] == [TEMPLATE_ID]
         assert result.tasks[name].templates["path"] == f"lm-eval:{name}"
     first = by_index(samples, "sb_xcopa_et")[0]["requests"]
-    assert first == ["Ese oli mullikilesse mässitud sest see oli õrn.", "Ese oli mullikilesse mässitud sest see oli väike."]
+    assert first == ["Ese oli mullikilesse mässitud sest see oli õrn.",
+                     "Ese oli mullikilesse mässitud sest see oli väike."]
     # same command, same run: nothing is scored again
     res = run(["run", "--quiet", "--output", str(tmp_path), *args])
     assert res.exit_code == 0 and f"scored 0 examples now, {2 * LIMIT} resumed" in res.output, res.output
@@ -294,7 +296,7 @@ def test_shipped_encoder_and_causal_lm_on_lm_eval_tasks(generated: Path, tmp_pat
     """The shipped encoder and SmolLM2-135M on lm-eval's xnli_en (our rows) and the 4-choice fixture."""
     names = ["sb_xnli_en", ARC]
     common = ["--lm-eval-task", names[0], "--lm-eval-task", names[1], "--include-path", str(generated),
-              "--include-path", str(FIXTURES), "--limit", "6", "--device", "cpu", "--dtype", "fp32",
+              "--include-path", str(FIXTURES), "--limit", str(SLOW_LIMIT), "--device", "cpu", "--dtype", "fp32",
               "--threads", str(threads)]
     enc, enc_samples, enc_out = bench(tmp_path / "enc", "--backend", "encoder", *common)
     assert enc.model["model"] == "me5-small-st"
@@ -302,12 +304,12 @@ def test_shipped_encoder_and_causal_lm_on_lm_eval_tasks(generated: Path, tmp_pat
     print(enc_out, hf_out)
     tasks = lm_eval_tasks(generated, [names[0]]) | lm_eval_tasks(FIXTURES, [names[1]])
     for name in names:
-        expected = lm_eval_requests(tasks[name], 6)
+        expected = lm_eval_requests(tasks[name], SLOW_LIMIT)
         assert {i: s["requests"] for i, s in by_index(hf_samples, name).items()} == expected
-        for i, doc in enumerate(list(tasks[name].eval_docs)[:6]):
+        for i, doc in enumerate(list(tasks[name].eval_docs)[:SLOW_LIMIT]):
             assert by_index(enc_samples, name)[i]["requests"] == lm_eval_statements(tasks[name], doc)
         for r in (enc, hf):
-            assert r.tasks[name].languages["default"].n == 6
+            assert r.tasks[name].languages["default"].n == SLOW_LIMIT
             assert 0.0 <= r.tasks[name].mean_accuracy <= 1.0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -46,13 +47,15 @@ def test_main_table_and_csv_carry_the_result_file_values(runs: Path, tmp_path: P
     text, out = _report(tmp_path, runs)
     results = _results(runs)
     best = {t: max(r.tasks[t].mean_accuracy for r, _ in results.values()) for t in ("xcopa", "xwinograd")}
+    header = text.split("## Main results")[1].split("\n| ")[1]
     for r, _ in results.values():
         for task in ("xcopa", "xwinograd"):
             tr = r.tasks[task]
-            cell = (f"{100 * tr.mean_accuracy:.1f} [{100 * tr.mean_ci95_low:.1f}, {100 * tr.mean_ci95_high:.1f}] "
-                    f"({tr.n_languages} langs, n={tr.n_examples:,})")
+            cell = f"{100 * tr.mean_accuracy:.1f} [{100 * tr.mean_ci95_low:.1f}, {100 * tr.mean_ci95_high:.1f}]"
             assert (f"**{cell}**" in text) == (tr.mean_accuracy == best[task]), cell
             assert cell in text
+            # both runs scored the same languages and examples: said once, under the task's title
+            assert f"{tr.title} ({tr.n_languages} langs, n={tr.n_examples:,})" in header
     tidy = pd.read_csv(out.with_suffix(".csv"))
     assert list(tidy.columns[:8]) == ["model", "task", "language", "metric", "value", "n", "ci_low", "ci_high"]
     measured = tidy[tidy.source == "measured"]
@@ -167,6 +170,7 @@ def test_efficiency_section_and_formats(runs: Path, tmp_path: Path) -> None:
     (["--format", "pdf"], "--format 'pdf': choose from md, html, csv, parquet"),
     (["--reference", "other"], "--reference 'other': choose one of seed or none"),
     (["--gpu-price", "0"], "--gpu-price must be positive"),
+    (["--include-path", "/nonexistent/tasks"], "--include-path /nonexistent/tasks: no such file or directory"),
 ])
 def test_bad_report_options_are_one_line_errors(runs: Path, tmp_path: Path, args: list[str], needle: str) -> None:
     res = CliRunner().invoke(main, ["report", str(runs), "--out", str(tmp_path / "x"), *args])
@@ -190,8 +194,9 @@ def test_report_on_demo_shaped_results(tmp_path: Path) -> None:
     for path in sorted(runs.rglob("result.json")):
         r = read_result(path)
         for tr in r.tasks.values():
-            assert (f"{100 * tr.mean_accuracy:.1f} [{100 * tr.mean_ci95_low:.1f}, {100 * tr.mean_ci95_high:.1f}] "
-                    f"({tr.n_languages} langs, n={tr.n_examples:,})") in text
+            cell = f"{100 * tr.mean_accuracy:.1f} [{100 * tr.mean_ci95_low:.1f}, {100 * tr.mean_ci95_high:.1f}]"
+            coverage = f"({tr.n_languages} langs, n={tr.n_examples:,})"
+            assert f"{cell} {coverage}" in text or (cell in text and f"{tr.title} {coverage}" in text)
     assert "| encoder:me5-small-st " in text and "LoRA on me5-small, 25 langs" in text
     assert "zero-shot, lm-eval-0.4.13 prompts" in text
     for path in sorted(eff.rglob("result.json")):
@@ -201,3 +206,172 @@ def test_report_on_demo_shaped_results(tmp_path: Path) -> None:
         assert f"| {point['examples_per_s']:.2f} |" in " ".join(text.split())
     assert (out.parent / "cmp-files" / "pareto.png").is_file()  # accuracy joined with measured examples/s
     assert out.with_suffix(".html").is_file() and out.with_suffix(".csv").is_file()
+
+
+# ---- task titles and chance: from the result files, else the task files ---------------------------------------
+
+USER_TASK = """\
+task: copa_en
+title: COPA (English)
+format: 1
+languages: [en]
+splits:
+  test: {rows: 12, files: {path: data/test.jsonl}}
+schema: {premise: str, choice1: str, choice2: str, question: str, label: int, idx: int}
+example:
+  fields: {premise: premise, question: question}
+  candidates: [choice1, choice2]
+  gold: {field: label, as: index}
+statements:
+  candidate_slot: choice
+  templates:
+    - {id: t1, text: '"{premise}" so "{choice}"'}
+"""
+
+
+@pytest.fixture(scope="module")
+def user_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(task folder, run folder): a fake-backend run of a two-way user task from a task file outside the package."""
+    base = tmp_path_factory.mktemp("user")
+    tasks = base / "tasks"
+    (tasks / "data").mkdir(parents=True)
+    rows = [{"premise": f"The man opened tap {i}.", "choice1": "Water flowed.", "choice2": "The bath filled.",
+             "question": "effect" if i % 2 else "cause", "label": i % 2, "idx": i} for i in range(12)]
+    (tasks / "data" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (tasks / "copa_en.yaml").write_text(USER_TASK, encoding="utf-8")
+    _run(["run", "--backend", "fake", "--include-path", str(tasks), "--tasks", "copa_en", "--output",
+          str(base / "runs"), "--quiet"])
+    return tasks, base / "runs"
+
+
+@pytest.fixture
+def figure_texts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every text drawn on the report's figures (titles, legend entries, labels)."""
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    from harness.reports import plots
+
+    seen: list[str] = []
+    save = plots._save
+
+    def recording_save(fig: Figure, path: Path) -> Path:
+        seen.extend(t.get_text() for t in fig.findobj(Text) if t.get_text())
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", recording_save)
+    return seen
+
+
+def _rewrite(src: Path, dest: Path, edit: Any) -> Path:
+    """Copies of the runs under `src` (result + samples) into `dest`, each result dict passed through `edit`."""
+    for path in sorted(src.rglob("result.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        edit(doc)
+        folder = dest / path.parent.name
+        folder.mkdir(parents=True)
+        (folder / "samples.jsonl").write_bytes((path.parent / doc["samples_file"]).read_bytes())
+        (folder / "result.json").write_text(json.dumps(doc), encoding="utf-8")
+    return dest
+
+
+def _as_schema_1_2(doc: dict[str, Any]) -> None:
+    """What a result file written before task files (schema 1.2) holds: no title, chance or task file."""
+    doc["schema_version"] = "1.2"
+    for task in doc["tasks"].values():
+        for key in ("title", "chance", "task_file"):
+            task.pop(key, None)
+
+
+def _header(text: str) -> str:
+    return text.split("## Main results")[1].split("\n| ")[1].split("\n")[0]
+
+
+def test_user_task_title_and_chance_from_the_result_file(user_run: tuple[Path, Path], tmp_path: Path) -> None:
+    """A user task the report cannot look up (no --include-path): its title and chance (50%, two candidates) come
+    from the result file."""
+    _, runs = user_run
+    result = read_result(next(runs.rglob("result.json")))
+    tr = result.tasks["copa_en"]
+    assert (tr.title, tr.chance) == ("COPA (English)", 50.0)
+    text, _ = _report(tmp_path, runs)
+    assert f"COPA (English) (1 langs, n={tr.n_examples})" in _header(text)
+    assert "## COPA (English) per language\n\nChance accuracy: 50.0%." in text
+
+
+def test_unknown_task_chance_line_at_the_recorded_value(user_run: tuple[Path, Path], tmp_path: Path,
+                                                         figure_texts: list[str]) -> None:
+    """A task no task file names: the report takes title and chance from the result file, and draws the chance
+    line (accuracy vs parameters) and the heatmap's centre at that value."""
+    _, runs = user_run
+
+    def unknown(doc: dict[str, Any]) -> None:
+        doc["model"]["num_parameters"] = 1.2e8  # placed on the accuracy-vs-parameters plot
+        task = doc["tasks"].pop("copa_en")
+        doc["tasks"]["toy_mc"] = {**task, "task": "toy_mc", "title": "Toy MC (4-way)", "chance": 25.0}
+
+    text, out = _report(tmp_path, _rewrite(runs, tmp_path / "in", unknown), extra=("--reference", "none"))
+    assert "Toy MC (4-way) (1 langs" in _header(text) and "toy_mc" not in _header(text)
+    assert "## Toy MC (4-way) per language\n\nChance accuracy: 25.0%." in text
+    assert "chance (25.0%)" in figure_texts and "Toy MC (4-way)" in figure_texts  # the panel and its line
+    assert any(t.startswith("Toy MC (4-way):") and "white = chance (25.0%)" in t for t in figure_texts)
+    assert (out.parent / "cmp-files" / "heatmap-toy_mc.png").is_file()
+
+
+def test_old_result_files_take_titles_from_the_built_in_task_files(runs: Path, tmp_path: Path,
+                                                                    figure_texts: list[str]) -> None:
+    old = _rewrite(runs, tmp_path / "old", _as_schema_1_2)
+    assert {read_result(p).tasks["xcopa"].title for p in old.rglob("result.json")} == {None}
+    text, _ = _report(tmp_path, old)
+    header = _header(text)
+    assert header.index("XCOPA (") < header.index("XWinograd (") and "xcopa" not in header
+    assert "## XCOPA per language\n\nChance accuracy: 50.0%." in text
+    assert "## XWinograd per language" in text
+    assert any(t.startswith("XWinograd:") and "chance (50.0%)" in t for t in figure_texts)
+
+
+def test_old_user_task_results_need_the_include_path(user_run: tuple[Path, Path], tmp_path: Path) -> None:
+    tasks, runs = user_run
+    old = _rewrite(runs, tmp_path / "old", _as_schema_1_2)
+    text, _ = _report(tmp_path / "a", old)
+    assert "copa_en (1 langs" in _header(text) and "Chance accuracy" not in text  # raw name, no chance claimed
+    text, _ = _report(tmp_path / "b", old, extra=("--include-path", str(tasks)))
+    assert "COPA (English) (1 langs" in _header(text)
+    assert "## COPA (English) per language\n\nChance accuracy: 50.0%." in text
+
+
+def test_task_columns_built_in_first_then_as_first_seen(runs: Path, user_run: tuple[Path, Path],
+                                                        tmp_path: Path) -> None:
+    _, user = user_run
+    text, _ = _report(tmp_path, user, runs, extra=("--format", "md", "--reference", "none"))
+    header = _header(text)
+    assert header.index("XCOPA") < header.index("XWinograd") < header.index("COPA (English)")
+
+
+def test_languages_and_examples_in_the_cells_where_runs_differ(runs: Path, tmp_path: Path) -> None:
+    def fewer(doc: dict[str, Any]) -> None:
+        if doc["model"]["model"] == "length":
+            doc["model"]["model"] = "length-subset"
+            doc["tasks"]["xcopa"]["n_examples"] = 7  # as if it had scored fewer examples
+    text, _ = _report(tmp_path, _rewrite(runs, tmp_path / "in", fewer), extra=("--format", "md"))
+    header = _header(text)
+    assert "XWinograd (" in header and "XCOPA |" in header  # shared / differing coverage
+    results = {r.model["model"]: r for r in map(read_result, (tmp_path / "in").rglob("result.json"))}
+    for model, r in results.items():
+        tr = r.tasks["xcopa"]
+        cell = (f"{100 * tr.mean_accuracy:.1f} [{100 * tr.mean_ci95_low:.1f}, {100 * tr.mean_ci95_high:.1f}] "
+                f"({tr.n_languages} langs, n={tr.n_examples:,})")
+        row = next(line for line in text.splitlines() if line.startswith(f"| fake:{model} "))
+        assert cell in row
+
+
+def test_report_modules_name_no_task() -> None:
+    """Tasks are data (task files): no module of the report names one."""
+    from harness.tasks.registry import load_registry
+
+    names = load_registry().builtin
+    assert names
+    folder = Path(__file__).resolve().parents[1] / "harness" / "reports"
+    for path in sorted(folder.glob("*.py")):
+        source = path.read_text(encoding="utf-8").lower()
+        assert not [n for n in names if n in source], path

@@ -20,6 +20,7 @@ import pytest
 from harness.errors import DataError
 from harness.reports.document import Figure, ReportDoc, Section, Table
 from harness.reports.html import inline_markdown, render_html, safe_url, slug
+from harness.results.schema import LanguageResult, RunResult, TaskResult
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -162,6 +163,24 @@ def test_table_escaping_bold_and_align(tmp_path: Path) -> None:
     assert '<tr><th scope="col" class="l">key</th><th scope="col" class="l">value</th></tr>' in out
     assert '<table class="sortable">' in out and out.count("<table>") == 1
     assert "<thead>" in out and "<tbody>" in out
+
+
+def test_cell_lines_and_break_points() -> None:
+    """A newline in a cell is a line break in HTML (a value over its interval; Markdown joins with a space); text
+    cells may break after "/", ":" and "+" of model ids and paths, never inside markup or an entity."""
+    doc = ReportDoc("t", sections=[Section("s", [Table(
+        ["model", "XCOPA\n(11 langs, n=5,500)"],
+        [["hf:org/model+/adapters/x", "**53.1\n[51.8, 54.4]**"], ["</b> a/ b [l](http://a/b)", "7.0"]])])])
+    out = render_html(doc)
+    assert '<button type="button">XCOPA<br>(11 langs, n=5,500)</button>' in out
+    assert '<td class="l">hf:<wbr>org/<wbr>model+<wbr>/<wbr>adapters/<wbr>x</td>' in out
+    assert '<td class="r"><strong>53.1<br>[51.8, 54.4]</strong></td>' in out
+    assert '<td class="l">&lt;/b&gt; a/ b <a href="http://a/b">l</a></td>' in out
+
+    from harness.reports.markdown import render_markdown
+
+    text = render_markdown(doc)
+    assert "| XCOPA (11 langs, n=5,500) |" in text and " **53.1 [51.8, 54.4]** |" in text
 
 
 def test_table_shape_errors() -> None:
@@ -324,3 +343,72 @@ def test_bench_report_html_opens_with_every_image(browser: Browser, tmp_path: Pa
         context.close()
     assert not errors, errors
     assert not [m for m in console if m.startswith("error:")], console
+
+
+def _wide_results(n_tasks: int) -> list[tuple[RunResult, Path]]:
+    """Four runs with long model ids (hub ids, a checkpoint path, an adapter) on `n_tasks` tasks, most of them
+    user tasks with long titles; one run scored fewer languages of one task (its cells then say so)."""
+    titles = ["XCOPA", "XNLI", "XStoryCloze", "XWinograd", "COPA (English)", "StoryCloze (English)",
+              "PAWS-X (7 languages)", "Belebele (subset, 4-way)", "A task with quite a long title indeed"]
+    models = ["meta-llama/Llama-3.1-70B-Instruct", "CohereForAI/aya-23-35B",
+              "/scratch/users/someone/checkpoints/mdeberta-v3-base-statement-tuned-25langs/checkpoint-12000",
+              "FacebookAI/xlm-roberta-large"]
+    langs = ["ar", "de", "en", "es", "fr", "hi", "ru", "sw", "tr", "vi", "zh"]
+    out = []
+    for i, model in enumerate(models):
+        tasks = {}
+        for j in range(n_tasks):
+            acc = 0.5 + 0.013 * i + 0.007 * j
+            use = langs[:6] if (i, j) == (1, 5) else langs
+            per = {lang: LanguageResult(lang, 1234, 1234, acc, 0.01, acc - 0.021, acc + 0.019, 0, "files", "x.jsonl",
+                                        None, False) for lang in use}
+            name = f"task_{j}"
+            tasks[name] = TaskResult(name, "test", "acc", per, acc, 0.004, acc - 0.011, acc + 0.009, len(per),
+                                     1234 * len(per), title=titles[j], chance=25.0 if j == 7 else 50.0)
+        info = {"backend": "hf" if i % 2 == 0 else "encoder", "model": model, "num_parameters": 7e10 / (i + 1),
+                "adapter": "/scratch/users/someone/adapters/lora-r16-alpha32-25langs" if i == 3 else None}
+        out.append((RunResult("1.3", f"run-{i}-0123456789ab", {}, info, {}, tasks, ""), Path(f"r{i}/result.json")))
+    return out
+
+
+@pytest.mark.parametrize("n_tasks", [6, 8])
+def test_main_table_fits_a_1400px_window(browser: Browser, tmp_path: Path, n_tasks: int) -> None:
+    """The main table of many tasks and long model ids does not scroll sideways in a 1,400 px wide window, and
+    still shows every value, interval, title and model id."""
+    from harness.reports.build import ReportOptions, build_report
+
+    results = _wide_results(n_tasks)
+    doc = build_report(results, ReportOptions(reference="seed", figures_dir=None)).doc
+    report = tmp_path / "wide.html"
+    report.write_text(render_html(doc), encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        page.goto(report.as_uri(), wait_until="load")
+        size = page.evaluate("""() => {
+            const wrap = document.querySelector('#main .table-wrap'), table = wrap.querySelector('table');
+            const root = document.documentElement;
+            return {wrap: [wrap.scrollWidth, wrap.clientWidth], table: table.getBoundingClientRect().width,
+                    page: [root.scrollWidth, root.clientWidth], columns: table.tHead.rows[0].cells.length,
+                    text: table.textContent};
+        }""")
+        # a two-line cell still sorts by its value: the accuracy column of the last task, descending
+        header = page.locator("#main table thead th").nth(3 + n_tasks - 1)
+        header.click()
+        header.click()
+        order = page.eval_on_selector_all("#main table tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
+    finally:
+        page.close()
+    from harness.reports.tables import model_label
+
+    assert order == [model_label(r) for r, _ in reversed(results)]  # accuracy grows with the run's index
+    assert size["columns"] == 3 + n_tasks
+    assert size["wrap"][0] <= size["wrap"][1], size["wrap"]  # no horizontal scroll inside the wrapper
+    assert size["table"] <= size["wrap"][1] + 0.5
+    assert size["page"][0] <= size["page"][1], size["page"]  # nor of the page
+    text = " ".join(size["text"].split())
+    for result, _ in results:
+        assert f"{result.model['backend']}:{result.model['model']}" in text
+        for tr in result.tasks.values():
+            assert f"{100 * tr.mean_accuracy:.1f}[{100 * tr.mean_ci95_low:.1f}, {100 * tr.mean_ci95_high:.1f}]" in text
+            assert tr.title and tr.title in text
+    assert "(6 langs,n=7,404)" in text and "(11 langs, n=13,574)" in text  # in a cell / under a title

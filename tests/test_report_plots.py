@@ -10,10 +10,8 @@ import pytest
 
 from harness.reports import plots
 from harness.reports.plots import (
-    CHANCE,
     DPI,
     accuracy_vs_parameters,
-    chance_for,
     heatmap_matrix,
     language_heatmap,
     parameter_points,
@@ -128,11 +126,9 @@ def test_pareto_front(points: list[tuple[float, float]], expected: list[int]) ->
     assert pareto_front(points) == expected
 
 
-def test_chance() -> None:
-    assert CHANCE == {"xcopa": 50, "xnli": 100 / 3, "xstorycloze": 50, "xwinograd": 50}
-    assert chance_for("XNLI") == pytest.approx(100 / 3)
-    assert chance_for("xstorycloze_en") == 50
-    assert chance_for("pawsx") is None
+def test_plots_know_no_task() -> None:
+    """Titles and chance come from the caller (result files, task files): the module has no table of tasks."""
+    assert not hasattr(plots, "CHANCE") and not hasattr(plots, "chance_for")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -156,7 +152,7 @@ def test_heatmap_matrix_values() -> None:
 
 
 def test_language_heatmap_png(tmp_path: Path, texts: list[str]) -> None:
-    out = language_heatmap(make_accuracy(), "xnli", tmp_path / "figs" / "heat.png")
+    out = language_heatmap(make_accuracy(), "xnli", tmp_path / "figs" / "heat.png", title="XNLI", chance=100 / 3)
     assert out == tmp_path / "figs" / "heat.png"
     w, h = assert_png(out)
     assert 600 <= w <= 1200 and 300 <= h <= 900 and w > h
@@ -164,7 +160,18 @@ def test_language_heatmap_png(tmp_path: Path, texts: list[str]) -> None:
     assert cells <= set(texts)
     assert texts.count("35.0") == 2
     assert {"accuracy (%)", "language", "model", ENC, SMOL, GEMMA, "de", "en", "sw"} <= set(texts)
-    assert any(t.startswith("xnli:") and "33.3%" in t for t in texts)  # title names the task and chance
+    assert any(t.startswith("XNLI:") and "white = chance (33.3%)" in t for t in texts)  # title and chance
+
+
+def test_language_heatmap_without_chance(tmp_path: Path, texts: list[str]) -> None:
+    """A task of unknown chance: a sequential colormap, the raw name as title, no chance claimed."""
+    out = language_heatmap(make_accuracy(), "xnli", tmp_path / "heat.png")
+    assert out is not None
+    title = next(t for t in texts if t.startswith("xnli:"))
+    assert "chance" not in title
+    with_chance = language_heatmap(make_accuracy(), "xnli", tmp_path / "heat2.png", chance=25.0)
+    assert with_chance is not None and with_chance.read_bytes() != out.read_bytes()
+    assert any(t.startswith("xnli:") and "white = chance (25.0%)" in t for t in texts)
 
 
 def test_language_heatmap_none(tmp_path: Path) -> None:
@@ -201,11 +208,13 @@ def test_parameter_points_values() -> None:
 
 
 def test_accuracy_vs_parameters_png(tmp_path: Path, texts: list[str]) -> None:
-    out = accuracy_vs_parameters(make_accuracy(), tmp_path / "sub" / "params.png")
+    out = accuracy_vs_parameters(make_accuracy(), tmp_path / "sub" / "params.png",
+                                 titles={"xnli": "XNLI", "xcopa": "XCOPA"}, chance={"xcopa": 50.0, "xnli": 100 / 3})
     assert out == tmp_path / "sub" / "params.png"
     assert_png(out, width=int(2 * 6.0 * DPI), height=int(4.5 * DPI))  # 2 tasks -> 1 row x 2 panels
-    assert {"xcopa", "xnli", "published (seed paper)", "measured (95% CI)", "chance (50.0%)", "chance (33.3%)",
+    assert {"XCOPA", "XNLI", "published (seed paper)", "measured (95% CI)", "chance (50.0%)", "chance (33.3%)",
             "parameters (log scale)"} <= set(texts)
+    assert texts.index("XNLI") < texts.index("XCOPA")  # panels in the order of `titles`
     assert texts.count(ENC) == 2 and texts.count("seed:llama2-7b") == 2  # every point labelled, in both panels
     assert GEMMA not in texts  # unknown size: skipped
 
@@ -214,6 +223,13 @@ def test_accuracy_vs_parameters_png(tmp_path: Path, texts: list[str]) -> None:
     out4 = accuracy_vs_parameters(four, tmp_path / "params4.png")
     assert out4 is not None
     assert_png(out4, width=int(2 * 6.0 * DPI), height=int(2 * 4.5 * DPI))  # 4 tasks -> 2 x 2
+
+
+def test_accuracy_vs_parameters_chance_only_where_known(tmp_path: Path, texts: list[str]) -> None:
+    out = accuracy_vs_parameters(make_accuracy(), tmp_path / "params.png", chance={"xnli": 25.0})
+    assert out is not None
+    assert {"xcopa", "xnli", "chance (25.0%)"} <= set(texts)  # raw names without titles
+    assert [t for t in texts if t.startswith("chance")] == ["chance (25.0%)"]  # no line for xcopa
 
 
 def test_accuracy_vs_parameters_none(tmp_path: Path) -> None:

@@ -18,10 +18,10 @@ from harness.backends.base import BackendConfig, ModelInfo
 from harness.backends.fake import FakeBackend
 from harness.results.schema import read_result, result_to_dict
 from harness.runner import RunConfig, execute, plan_run
-from harness.statement.templates import parse_template_file, template_path
+from harness.statement.templates import task_templates
 from harness.statement.verbalizer import verbalize
-from harness.tasks.adapters import TASK_FIELDS
 from harness.tasks.examples import load_examples
+from harness.tasks.registry import get_task
 
 
 def fixed_env() -> dict[str, object]:
@@ -45,7 +45,7 @@ def test_length_rule_accuracy_matches_independent_count(tmp_path: Path):
     assert list(r.tasks["xwinograd"].languages) == ["zh", "fr"]  # et: skipped for xwinograd
     assert r.tasks["xwinograd"].languages["zh"].n == 16  # only 16 zh rows exist
     for task, lang in [("xcopa", "et"), ("xcopa", "zh"), ("xwinograd", "fr"), ("xwinograd", "zh")]:
-        tset = parse_template_file(template_path(task), task, TASK_FIELDS[task], 2)
+        tset = task_templates(get_task(task))
         examples = load_examples(task, lang, limit=40).examples
         correct = 0
         for ex in examples:
@@ -63,7 +63,7 @@ def test_length_rule_accuracy_matches_independent_count(tmp_path: Path):
         first["requests"][0].startswith('"Ese oli mullikilesse mässitud."')
     assert first["scores"] == [float(len(s)) for s in first["requests"]]
     saved = json.loads(outcome.result_path.read_text(encoding="utf-8"))
-    assert saved["schema_version"] == "1.2"
+    assert saved["schema_version"] == "1.3"
     assert saved["tasks"]["xcopa"]["prompt"] == "statements"
     assert saved["tasks"]["xcopa"]["languages"]["et"]["acc_norm"] is None  # statements have no acc_norm
     assert saved["tasks"]["xcopa"]["languages"]["et"]["data_sha256"]

@@ -230,8 +230,8 @@ def test_function_escape_hatch_and_variant_file(tmp_path: Path) -> None:
         'doc_to_choice: "{{[a, b, c]}}"': "doc_to_choice: !function prompts.choices",
         "gold: int}": "gold: int, i: int}",
         "license: CC0": "license: CC0\nvariants:\n  q-source:\n    field: q\n    default: own\n    choices:\n"
-                        f"      own: null\n      fixed: {{file: fixes.json, sha256: {hashlib.sha256(fixes).hexdigest()}, "
-                        "by: i}"})
+                        "      own: null\n"
+                        f"      fixed: {{file: fixes.json, sha256: {hashlib.sha256(fixes).hexdigest()}, by: i}}"})
     spec = parse_task_file(path)
     fixed = load_examples(spec, "en", options={"q-source": "fixed"}).examples[1]
     assert fixed.fields["question"] == "GRASS is"
@@ -239,3 +239,40 @@ def test_function_escape_hatch_and_variant_file(tmp_path: Path) -> None:
     assert [r.context for r in requests] == ["GRASS IS"] * 3  # type: ignore[union-attr]
     with pytest.raises(UsageError, match="--task-option q-source=bad: choose one of own, fixed"):
         load_examples(spec, "en", options={"q-source": "bad"})
+
+
+def test_efficiency_reads_a_user_task(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    from harness.results.schema import read_result
+
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    _write_task(tasks, _jsonl(ROWS))
+    out = tmp_path / "eff"
+    args = ["efficiency", "--gpu", "a100", "--estimate", "--weights", "random", "--models", "mdeberta-v3-base",
+            "--tasks", "colours", "--include-path", str(tasks), "--output", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    record = read_result(next(out.rglob("result.json"))).efficiency
+    assert record is not None
+    workload = record["workload"]
+    assert (workload["tasks"], workload["n_examples"], workload["n_rows"]) == (["colours"], 3, 9)
+
+
+def test_editing_a_user_task_file_starts_a_new_run(tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    path = _write_task(tasks, _jsonl(ROWS))
+    out = tmp_path / "results"
+    args = ["run", "--backend", "fake", "--include-path", str(tasks), "--tasks", "colours", "--output", str(out),
+            "--quiet"]
+    first = CliRunner().invoke(main, args)
+    path.write_text(path.read_text(encoding="utf-8").replace("candidates: [a, b, c]", "candidates: [c, b, a]"),
+                    encoding="utf-8")
+    second = CliRunner().invoke(main, args)
+    assert first.exit_code == second.exit_code == 0, second.output
+    assert "scored 3 examples now, 0 resumed" in second.output
+    assert len(list(out.glob("*/result.json"))) == 2

@@ -155,6 +155,9 @@ def _datasets_cache(cfg: Mapping[str, Any]) -> Iterator[None]:
         datasets.config.HF_DATASETS_CACHE = before
 
 
+_REGISTRY: list[Any] = []  # lm-eval's own registry (no include paths): indexed once per process (~15k YAMLs)
+
+
 def _task_manager(include_paths: Sequence[str], defaults: bool) -> Any:
     """lm-eval's TaskManager over its own tasks (``defaults``) and the include paths (directories; a YAML file
     given as an include path is indexed on its own, as lm-eval indexes the files of a directory)."""
@@ -162,6 +165,10 @@ def _task_manager(include_paths: Sequence[str], defaults: bool) -> Any:
     from lm_eval.tasks._index import TaskIndex
     from lm_eval.tasks._yaml_loader import load_yaml
 
+    if defaults and not include_paths:
+        if not _REGISTRY:
+            _REGISTRY.append(TaskManager())
+        return _REGISTRY[0]
     paths = [Path(p).expanduser() for p in include_paths]
     dirs = [str(p) for p in paths if p.is_dir()]
     manager = TaskManager(include_path=dirs or None, include_defaults=defaults)

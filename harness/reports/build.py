@@ -19,6 +19,7 @@ import pandas as pd
 
 from harness.models.recipe import ABLATION_SETTINGS, describe_recipe, read_training_recipe
 from harness.reports.document import Block, Figure, ReportDoc, Section, Table
+from harness.reports.sensitivity import sensitivity_blocks
 from harness.reports.tables import ci, model_label, pct
 from harness.reports.tidy import LabelledRun, reference_table, tidy_frame
 from harness.results.schema import RunResult, TaskResult
@@ -388,12 +389,18 @@ def build_report(results: Sequence[tuple[RunResult, Path]], options: ReportOptio
         doc.sections.append(Section("Published reference", reference_blocks(runs, options.reference, catalog),
                                     anchor="reference"))
     if len(runs) > 1:
-        doc.sections.append(Section("Model vs model (paired)", paired_blocks(runs, options, cache, catalog), anchor="paired"))
-        doc.sections.append(Section("Ablations", ablation_blocks(runs, tasks, options, cache, catalog), anchor="ablations"))
+        doc.sections.append(Section("Model vs model (paired)", paired_blocks(runs, options, cache, catalog),
+                                    anchor="paired"))
+        doc.sections.append(Section("Ablations", ablation_blocks(runs, tasks, options, cache, catalog),
+                                    anchor="ablations"))
     for task in tasks:
         doc.sections.append(Section(f"{catalog.title(task)} per language",
                                     language_blocks(runs, catalog[task], tidy, fig_dir, figures),
                                     anchor=f"lang-{task}"))
+    sensitivity = sensitivity_blocks([r for r, _ in results if r.tasks], fig_dir)
+    if sensitivity:
+        figures.extend(b.path for b in sensitivity if isinstance(b, Figure))
+        doc.sections.append(Section("Template sensitivity", sensitivity, anchor="templates"))
     if fig_dir is not None and runs:
         from harness.reports.plots import accuracy_vs_parameters, pareto_accuracy_throughput
 

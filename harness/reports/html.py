@@ -20,6 +20,9 @@ from harness.reports.document import Figure, ReportDoc, Section, Table
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
+# Tables fit the page rather than scroll sideways: a number never wraps inside its line (td.r; a value and its
+# interval are two lines, see `Table`), text cells (model ids, paths, recipes) wrap, after "/" ":" "+" first and
+# anywhere as a last resort, and headers wrap at spaces. .table-wrap's scrollbar is only the last resort.
 _CSS = """\
 :root { color-scheme: light; }
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
@@ -178,7 +181,8 @@ def _heading_level(section: Section) -> int:
 # ---- blocks ---------------------------------------------------------------------------------------------------
 
 
-_TAG_OR_BREAK = re.compile(r"(<[^>]*>|&[#\w]+;)|(?<=[/:+])(?!<wbr>)")
+# a tag or entity (kept as it is), or the point after a "/", ":" or "+" inside a word (where a break may go)
+_TAG_OR_BREAK = re.compile(r"(<[^>]*>|&[#\w]+;)|(?<=[^\s;>][/:+])(?=[^\s<&])")
 
 
 def _cell(text: str, align: str = "r") -> str:
@@ -206,7 +210,8 @@ def _table(table: Table) -> str:
         head = "".join(f'<th scope="col" class="{a}"><button type="button">{_cell(h)}</button></th>'
                        for h, a in zip(table.headers, align, strict=True))
     else:
-        head = "".join(f'<th scope="col" class="{a}">{_cell(h)}</th>' for h, a in zip(table.headers, align, strict=True))
+        head = "".join(f'<th scope="col" class="{a}">{_cell(h)}</th>'
+                       for h, a in zip(table.headers, align, strict=True))
     lines += ["<thead>", f"<tr>{head}</tr>", "</thead>", "<tbody>"]
     for row in table.rows:
         cells = "".join(f'<td class="{a}">{_cell(c, a)}</td>' for c, a in zip(row, align, strict=True))

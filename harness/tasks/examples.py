@@ -54,8 +54,9 @@ def load_examples(task: str | TaskSpec, language: str, split: str | None = None,
         if values is not None and join is not None:
             joins.append((variant, choice, str(join["by"]), values))
     examples: list[Example] = []
+    shown = spec.base_dir / rowset.location if rowset.source == "files" else rowset.location
     for i, row in enumerate(rows):
-        ctx = RowContext(spec.name, language, split, i, f"{spec.name}/{language}/{split} row {i} ({rowset.location})")
+        ctx = RowContext(spec.name, language, split, i, f"{spec.name}/{language}/{split} row {i} ({shown})")
         for variant, choice, by, values in joins:
             idx = row.get(by)
             if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < len(values):
