@@ -174,18 +174,18 @@ def lm_eval_task(config: str, rows: list[dict[str, Any]]) -> Any:
     return ConfigurableTask(config=cfg)
 
 
-@pytest.mark.parametrize(("task_file", "config", "read_rows"), [
-    (COPA, "super_glue/copa/default.yaml", copa_rows),
-    (STORYCLOZE, "storycloze/storycloze_2016.yaml", storycloze_rows),
+@pytest.mark.parametrize(("task_file", "config", "read_rows", "n"), [
+    (COPA, "super_glue/copa/default.yaml", copa_rows, 500),  # the whole COPA test set
+    (STORYCLOZE, "storycloze/storycloze_2016.yaml", storycloze_rows, N_PARITY),
 ], ids=["copa_en=copa", "storycloze_en=storycloze_2016"])
 def test_requests_equal_lm_eval_per_request(quiet_lm_eval: None, task_file: Path, config: str,
-                                            read_rows: Any) -> None:
+                                            read_rows: Any, n: int) -> None:
     spec = next(s for s in load_registry([TASKS_DIR]).tasks.values() if s.path == task_file.resolve())
-    ours = load_examples(spec, "en", "test", limit=N_PARITY).examples
-    rows = read_rows()[:N_PARITY]
+    ours = load_examples(spec, "en", "test", limit=n).examples
+    rows = read_rows()[:n]
     lm_task = lm_eval_task(config, rows)
     docs = list(lm_task.eval_docs)
-    assert len(docs) == len(ours) == N_PARITY
+    assert len(docs) == len(ours) == n
     builder = LMEvalRequestBuilder({spec.name: spec})
     for example, doc in zip(ours, docs, strict=True):
         instances = lm_task.construct_requests(doc, lm_task.fewshot_context(doc, 0))

@@ -106,7 +106,7 @@ def test_task_manager_loads_offline(manager: Any) -> None:
         rows = loading.load_rows(task, lang, SPLITS[task]).rows[:3]
         assert len(docs) == 3
         # exactly the Hub schema lm-eval's config reads (no extra packaged fields, same types)
-        assert docs == [{k: r[k] for k in loading.SCHEMAS[task]} for r in rows]
+        assert docs == [{k: r[k] for k in loading.schema_of(task)} for r in rows]
     winograd = list(loaded["sb_xwinograd_en"].test_docs())
     assert all(isinstance(d["answer"], str) and d["answer"] in ("1", "2") for d in winograd)
     story = list(loaded["sb_xstorycloze_en"].test_docs())

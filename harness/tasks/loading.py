@@ -60,6 +60,7 @@ class RowSet:
 _ROWS_CACHE: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
 _QUESTIONS_CACHE: dict[tuple[Any, ...], dict[str, list[str]]] = {}
 _MANIFEST_CACHE: dict[tuple[Any, ...], dict[str, Any]] = {}
+_FILE_SHA: dict[tuple[Any, ...], str] = {}  # sha256 of a task file's data file, by the same key as its rows
 
 
 # ------------------------------------------------------------------------------------------- packaged data
@@ -138,6 +139,12 @@ def parse_jsonl_gz(path: Path, data: bytes, reinstall: str = REINSTALL,
         raise DataError(f"{path}: corrupt or truncated gzip data ({_reason(exc)}); {reinstall}") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 ({_reason(exc)}); {reinstall}") from None
+    return parse_jsonl_text(path, text, reinstall, check)
+
+
+def parse_jsonl_text(path: Path, text: str, reinstall: str,
+                     check: Callable[[dict[str, Any], int], None] | None = None) -> list[dict[str, Any]]:
+    """Rows of JSON Lines text (see `parse_jsonl_gz`)."""
     rows: list[dict[str, Any]] = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -209,7 +216,7 @@ def _read_table(df: DataFile, data: bytes) -> list[dict[str, Any]]:
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 ({_reason(exc)})") from None
     if df.format == "jsonl":
-        return parse_jsonl_gz(path, gzip.compress(text.encode("utf-8"), mtime=0), reinstall="fix the file")
+        return parse_jsonl_text(path, text, reinstall="fix the file")
     if df.format == "json":
         try:
             parsed = json.loads(text)
@@ -260,17 +267,14 @@ def _load_files(spec: TaskSpec, language: str, split: str) -> RowSet:
         if want is not None and len(rows) != want:
             raise DataError(f"{df.path}: {len(rows)} rows, task file {spec.path} says splits.{split}.rows {want}")
         _ROWS_CACHE[key] = rows
-        _SHA_CACHE[key] = got
+        _FILE_SHA[key] = got
     try:
         location = str(df.path.relative_to(spec.base_dir))
     except ValueError:
         location = str(df.path)
     return RowSet(task=spec.name, language=language, split=split, rows=[dict(r) for r in rows], source="files",
-                  location=location, sha256=_SHA_CACHE[key], derived=False,
+                  location=location, sha256=_FILE_SHA[key], derived=False,
                   note=f"{len(rows)} rows from {df.path.name}" + ("" if df.sha256 else " (no sha256 in the task file)"))
-
-
-_SHA_CACHE: dict[tuple[Any, ...], str] = {}
 
 
 def _renamed(spec: TaskSpec, row: dict[str, Any]) -> dict[str, Any]:
