@@ -423,15 +423,8 @@ def cuda_or_exit() -> Any:
 
 
 def machine_record(torch: Any) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
     from harness.device import environment
-
-    def ver(name: str) -> str | None:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
+    from harness.models.cache import installed_version
 
     props = torch.cuda.get_device_properties(0)
     env = environment()
@@ -440,8 +433,8 @@ def machine_record(torch: Any) -> dict[str, Any]:
                    "capability": f"{props.major}.{props.minor}", "count": torch.cuda.device_count(),
                    "driver": env.get("cuda_driver"), "cuda": torch.version.cuda},
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
-                     **{name: ver(name) for name in ("transformers", "vllm", "bitsandbytes", "peft",
-                                                     "statement-bench")}},
+                     **{name: installed_version(name)
+                        for name in ("transformers", "vllm", "bitsandbytes", "peft", "statement-bench")}},
         "cpu": {"model": env.get("cpu"), "count": os.cpu_count()},
     }
 

@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
     import transformers
 
-    from harness.models.presets import resolve_model
+    from harness.models.materialise import resolve_model
 
     model_path = resolve_model(args.model).path  # materialise once, outside both timings
     theirs = _spawn("lmeval", args, model_path)

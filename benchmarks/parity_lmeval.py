@@ -221,7 +221,7 @@ def run_parity(model: str, tasks: Sequence[str] = ALL_TASKS, languages: Sequence
     from harness.backends.base import BackendConfig
     from harness.backends.hf_causal import HFCausalBackend
     from harness.device import environment
-    from harness.models.presets import resolve_model
+    from harness.models.materialise import resolve_model
     from harness.prompts.lm_eval_prompts import LMEvalRequestBuilder
 
     if threads:

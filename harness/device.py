@@ -8,7 +8,6 @@ native bf16 support.
 from __future__ import annotations
 
 import gc
-import importlib.metadata
 import os
 import platform
 import re
@@ -18,6 +17,7 @@ from functools import lru_cache
 import torch
 
 from harness.errors import ModelError, UsageError
+from harness.models.cache import installed_version
 
 _CPUINFO = "/proc/cpuinfo"
 #: x86 flags that make bf16 matmuls fast (AVX512-BF16 and AMX tiles).
@@ -183,13 +183,6 @@ def describe_device(device: torch.device | str) -> str:
     return str(dev)
 
 
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def _cuda_driver() -> str | None:
     try:
         import subprocess
@@ -209,7 +202,7 @@ def environment() -> dict[str, object]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "packages": {name: _version(name) for name in ENV_PACKAGES},
+        "packages": {name: installed_version(name) for name in ENV_PACKAGES},
         "cpu": cpu_model_name(),
         "cpu_count": os.cpu_count(),
         "cpu_fast_bf16": cpu_has_fast_bf16(),

@@ -20,19 +20,11 @@ import torch
 from harness.errors import ModelError
 from harness.models import gguf_convert as gc
 from harness.models import presets
-from harness.models.presets import (
-    DEFAULT_CAUSAL,
-    PRESETS,
-    PROVENANCE_FILE,
-    ModelPreset,
-    ResolvedModel,
-    config_metadata,
-    fingerprint,
-    load_shipped_config,
-    resolve_model,
-    shipped_config_dict,
-    shipped_config_path,
-)
+from harness.models.cache import PROVENANCE_FILE, fingerprint
+from harness.models.materialise import ResolvedModel, resolve_model
+from harness.models.presets import DEFAULT_CAUSAL, PRESETS, ModelPreset
+from harness.models.quiet import hf_quiet
+from harness.models.shipped_config import config_metadata, load_shipped_config, shipped_config_dict, shipped_config_path
 
 GEMMA_GGUF_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 HUB_PRESETS = {
@@ -59,7 +51,7 @@ LOGIT_ATOL = 1e-4
 
 
 def _quiet() -> Any:
-    return presets.hf_quiet()
+    return hf_quiet()
 
 
 # -- registry and metadata -----------------------------------------------------------------------------------------

@@ -20,13 +20,13 @@ from harness.efficiency.estimate import estimate_record, memory_model, roofline
 from harness.efficiency.loading import load_real
 from harness.efficiency.measure import measure, search
 from harness.efficiency.memory import MemoryTracker, reset_peak_rss, rss_bytes
-from harness.efficiency.runner import execute_efficiency, plan_efficiency, run_id_for
+from harness.efficiency.runner import efficiency_run_id, execute_efficiency, plan_efficiency
 from harness.efficiency.spec import MeasureSpec
 from harness.efficiency.timing import latency_stats, percentile
 from harness.efficiency.workload import build_workload
 from harness.errors import BenchError, UsageError
-from harness.models.presets import load_shipped_config
-from harness.results.schema import read_result
+from harness.models.shipped_config import load_shipped_config
+from harness.results.schema import EfficiencyRecord, read_result
 
 QWEN05_LINEAR = 24 * (2 * 896 * 896 + 2 * 896 * 128 + 3 * 896 * 4864) + 151_936 * 896
 
@@ -106,7 +106,7 @@ def test_latency_percentiles_match_numpy() -> None:
 def _tiny_workload(kind: str) -> Any:
     from transformers import AutoTokenizer
 
-    from harness.models.presets import resolve_model
+    from harness.models.materialise import resolve_model
 
     name = "minilm-l6" if kind == "statement" else "smollm2-135m"
     tok = AutoTokenizer.from_pretrained(resolve_model(name).path)
@@ -121,7 +121,7 @@ def test_workload_rows_are_the_real_requests() -> None:
     assert (lm.n_examples, lm.n_rows) == (8, 16)
     from transformers import AutoTokenizer
 
-    from harness.models.presets import resolve_model
+    from harness.models.materialise import resolve_model
 
     tok = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m").path)
     from harness.prompts.lm_eval_prompts import LMEvalRequestBuilder
@@ -209,9 +209,10 @@ def test_finished_models_are_resumed_and_failures_recorded(tmp_path: Path) -> No
     first = execute_efficiency(plan, runner=fake_runner)
     assert [o.error is None for o in first] == [True, False]
     assert "SIGKILL" in (first[1].error or "")
-    assert first[0].result_path == tmp_path / run_id_for(plan.specs[0]) / "result.json"
+    assert first[0].result_path == tmp_path / efficiency_run_id(plan.specs[0]) / "result.json"
     saved = read_result(first[0].result_path)
-    assert saved.efficiency["max_batch"] == {"max_batch": 3} and saved.tasks == {}
+    assert isinstance(saved, EfficiencyRecord) and saved.efficiency["max_batch"] == {"max_batch": 3}
+    assert saved.efficiency.max_batch is not None and saved.efficiency.max_batch.max_batch == 3
     second = execute_efficiency(plan, runner=fake_runner)
     assert second[0].resumed and calls == ["me5-small-st", "smollm2-135m", "smollm2-135m"]
 

@@ -364,7 +364,7 @@ def tiny_gemma2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Gemma 2 (attention soft-capping on) saved with a bundled tokenizer (its vocabulary size)."""
     from transformers import AutoTokenizer, Gemma2Config, Gemma2ForCausalLM
 
-    from harness.models.presets import resolve_model
+    from harness.models.materialise import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m").path)
     config = Gemma2Config(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,

@@ -19,7 +19,7 @@ from harness.backends.registry import create
 from harness.core import LoglikelihoodRequest, StatementRequest
 from harness.device import cpu_has_fast_bf16
 from harness.errors import ModelError, ScoreError, UsageError
-from harness.models.presets import resolve_model
+from harness.models.materialise import resolve_model
 
 ET_SOFT = '"Ese oli mullikilesse mässitud." because "See oli õrn."'
 ET_SMALL = '"Ese oli mullikilesse mässitud." because "See oli väike."'
@@ -327,7 +327,7 @@ def test_bf16_on_an_emulating_gpu_is_kept_with_a_note(monkeypatch: pytest.Monkey
     from types import SimpleNamespace
 
     from harness.backends import encoder as encoder_module
-    from harness.models.presets import ResolvedModel
+    from harness.models.materialise import ResolvedModel
 
     def fake_load(self: EncoderBackend, base: ResolvedModel, adapter: str | None) -> tuple[object, object, list[str]]:
         model = torch.nn.Linear(2, 2)

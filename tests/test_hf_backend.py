@@ -20,7 +20,9 @@ from harness.backends.base import BackendConfig
 from harness.backends.hf_causal import HFCausalBackend
 from harness.core import LoglikelihoodRequest, Request, StatementRequest
 from harness.errors import ModelError, ScoreError, UsageError
-from harness.models.presets import PRESETS, PROVENANCE_FILE, cache_root, package_dir, publish_dir, resolve_model
+from harness.models.cache import PROVENANCE_FILE, cache_root, package_dir, publish_dir
+from harness.models.materialise import resolve_model
+from harness.models.presets import PRESETS
 from harness.prompts import JUDGE_FALSE, JUDGE_TRUE, LMEvalRequestBuilder, judge_context
 from harness.tasks.examples import load_examples
 from harness.tasks.registry import load_registry

@@ -16,7 +16,7 @@ from harness.backends import hf_causal
 from harness.backends.base import BackendConfig
 from harness.backends.hf_causal import HFCausalBackend, _Row, _Unit
 from harness.errors import ModelError, ScoreError
-from harness.models.presets import ResolvedModel
+from harness.models.materialise import ResolvedModel
 
 
 def _tiny_llama(dtype: torch.dtype = torch.float32) -> Any:

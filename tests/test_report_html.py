@@ -20,7 +20,7 @@ import pytest
 from harness.errors import DataError
 from harness.reports.document import Figure, ReportDoc, Section, Table
 from harness.reports.html import inline_markdown, render_html, safe_url, slug
-from harness.results.schema import LanguageResult, RunResult, TaskResult
+from harness.results.schema import EvalRecord, LanguageResult, RunResult, TaskResult, as_record
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -345,7 +345,7 @@ def test_bench_report_html_opens_with_every_image(browser: Browser, tmp_path: Pa
     assert not [m for m in console if m.startswith("error:")], console
 
 
-def _wide_results(n_tasks: int) -> list[tuple[RunResult, Path]]:
+def _wide_results(n_tasks: int) -> list[tuple[EvalRecord, Path]]:
     """Four runs with long model ids (hub ids, a checkpoint path, an adapter) on `n_tasks` tasks, most of them
     user tasks with long titles; one run scored fewer languages of one task (its cells then say so)."""
     titles = ["XCOPA", "XNLI", "XStoryCloze", "XWinograd", "COPA (English)", "StoryCloze (English)",
@@ -367,7 +367,8 @@ def _wide_results(n_tasks: int) -> list[tuple[RunResult, Path]]:
                                      1234 * len(per), title=titles[j], chance=25.0 if j == 7 else 50.0)
         info = {"backend": "hf" if i % 2 == 0 else "encoder", "model": model, "num_parameters": 7e10 / (i + 1),
                 "adapter": "/scratch/users/someone/adapters/lora-r16-alpha32-25langs" if i == 3 else None}
-        out.append((RunResult("1.3", f"run-{i}-0123456789ab", {}, info, {}, tasks, ""), Path(f"r{i}/result.json")))
+        record = as_record(RunResult("1.3", f"run-{i}-0123456789ab", {}, info, {}, tasks, ""))
+        out.append((record, Path(f"r{i}/result.json")))
     return out
 
 

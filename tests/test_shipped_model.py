@@ -17,7 +17,8 @@ import harness.models
 from harness.backends.base import BackendConfig
 from harness.backends.encoder import EncoderBackend
 from harness.core import StatementRequest
-from harness.models.presets import DEFAULT_ENCODER, resolve_model
+from harness.models.materialise import resolve_model
+from harness.models.presets import DEFAULT_ENCODER
 from harness.runner import RunConfig, execute, plan_run
 from harness.training import sources
 

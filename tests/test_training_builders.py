@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from harness.errors import DataError, UsageError
+from harness.languages import LANGUAGE_SETS
 from harness.training import sources
 from harness.training.builders import TrainStatement, build_cell, random_span
 from harness.training.mixture import (
-    PRESETS,
     MixtureConfig,
     build_mixture,
     eval_overlap,
@@ -25,7 +25,7 @@ from harness.training.mixture import (
     split_statements,
     write_statements,
 )
-from harness.training.templates import PACKAGED_DIR, load_templates, parse_template_file
+from harness.training.templates import PACKAGED_DIR, load_templates, parse_train_template_file
 
 A_CHIP = "https://en.wikinews.org/wiki/Scientists_say_new_medical_diagnostic_chip_can_sort_cells_anywhere_with_an_inkjet"
 A_JET = "https://en.wikinews.org/wiki/Fighter_jet_crashes_during_Children%27s_Day_airshow_in_Thailand"
@@ -540,7 +540,7 @@ def test_translation_switch_and_task_filter(packaged: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------ languages
 
 def test_presets_resolve_to_exact_language_lists() -> None:
-    have = set(PRESETS["25"])
+    have = set(LANGUAGE_SETS["25"])
     assert resolve_langs("11", have) == (("ar", "de", "en", "es", "fr", "hi", "id", "ru", "tr", "vi", "zh"),
                                          ("ar", "de", "es", "fr", "hi", "id", "ru", "tr", "vi", "zh"))
     langs25 = ("af", "ar", "de", "en", "es", "fr", "ga", "gu", "ha", "hi", "id", "ig", "is", "it", "kk", "ky", "lo",
@@ -563,11 +563,11 @@ def test_unknown_language_is_a_usage_error(packaged: dict[str, Any]) -> None:
 
 def test_preset_en_translates_into_the_other_24(packaged: dict[str, Any]) -> None:
     flores = packaged["flores200"][3]
-    for lang in PRESETS["25"]:
+    for lang in LANGUAGE_SETS["25"]:
         flores.setdefault(lang, [dict(r, text=f"[{lang}] {r['text']}") for r in flores["en"]])
     mixture = build_mixture(MixtureConfig(langs="en", per_task=2))
     langs = {(s.task_type, s.language) for s in mixture.statements}
-    assert {lang for t, lang in langs if t == "translation"} == set(PRESETS["25"]) - {"en"}
+    assert {lang for t, lang in langs if t == "translation"} == set(LANGUAGE_SETS["25"]) - {"en"}
     assert {lang for t, lang in langs if t != "translation"} == {"en"}
 
 
@@ -747,18 +747,18 @@ def test_english_file_needs_two_templates_per_task_type(tmp_path: Path) -> None:
                     .replace("      - {id: topic-3, text: 'Text: \"{text}\" Topic: {category}.'}\n", ""),
                     encoding="utf-8")
     with pytest.raises(DataError) as err:
-        parse_template_file(path)
+        parse_train_template_file(path)
     assert str(err.value) == f"template file {path}: task type 'topic' needs at least 2 templates"
     path.write_text(text.replace("  paraphrase:", "  paraphrase_x:"), encoding="utf-8")
     with pytest.raises(DataError, match=r"unknown task type 'paraphrase_x'$"):
-        parse_template_file(path)
+        parse_train_template_file(path)
 
 
 def test_packaged_english_templates_are_valid() -> None:
     assert set(EN.task_types) == set(FIXTURE_TASKS) and all(len(t) >= 2 for t in EN.task_types.values())
     for lang_file in sorted(PACKAGED_DIR.glob("*.yaml")):
         if lang_file.stem != "en":
-            parse_template_file(lang_file, EN)  # translated copies (written separately) must validate
+            parse_train_template_file(lang_file, EN)  # translated copies (written separately) must validate
 
 
 FIXTURE_TASKS = {task for task, _, _, _ in FIXTURE.values()}

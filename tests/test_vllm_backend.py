@@ -64,7 +64,7 @@ def test_missing_vllm_is_one_line_usage_error(monkeypatch: pytest.MonkeyPatch):
 def smollm2_tokenizer():
     from transformers import AutoTokenizer
 
-    from harness.models.presets import resolve_model
+    from harness.models.materialise import resolve_model
 
     return AutoTokenizer.from_pretrained(resolve_model("smollm2-135m").path)
 

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import torch
 
 from harness.backends.base import BackendConfig
+from harness.backends.limits import resolve_max_length
 from harness.backends.model_loading import (
     LoadedModelMixin,
     load_cache_first,
@@ -26,6 +27,7 @@ from harness.backends.model_loading import (
     model_revision,
     resolve_base_and_adapter,
 )
+from harness.batching import Collator
 from harness.core import Request, RequestKind, Score, StatementRequest
 from harness.device import (
     cpu_has_fast_bf16,
@@ -36,16 +38,11 @@ from harness.device import (
     resolve_dtype,
 )
 from harness.errors import ModelError, ScoreError, UsageError, one_line
-from harness.models.presets import DEFAULT_ENCODER, DEFAULT_ENCODER_BASE, UNTRAINED_HEAD_NOTE, ResolvedModel
+from harness.models.materialise import ResolvedModel
+from harness.models.presets import DEFAULT_ENCODER, DEFAULT_ENCODER_BASE, UNTRAINED_HEAD_NOTE
 
-#: Model types whose position ids start at padding_idx + 1, so two positions are unusable.
-_POSITION_OFFSET_TYPES = frozenset({
-    "roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "xmod", "longformer",
-    "roberta-prelayernorm", "mpnet", "ibert", "luke",
-})
 _HEAD_KEYS = ("classifier", "score", "pooler", "sequence_summary")
 _CLASSIFIER_KEYS = ("classifier", "score", "sequence_summary")  # the head proper (the pooler only feeds it)
-_SANE_TOKENIZER_LIMIT = 100_000
 _UNTRAINED_HEAD = "classification head newly initialised (untrained): scores are chance-level"
 
 
@@ -165,23 +162,7 @@ class EncoderBackend(LoadedModelMixin):
         return peft_model, saved & present
 
     def _max_length(self) -> int:
-        limits: list[int] = []
-        tok_limit = getattr(self.tokenizer, "model_max_length", None)
-        if isinstance(tok_limit, int) and 0 < tok_limit < _SANE_TOKENIZER_LIMIT:
-            limits.append(tok_limit)
-        cfg = self.model.config
-        positions = getattr(cfg, "max_position_embeddings", None)
-        if isinstance(positions, int) and positions > 0:
-            offset = 2 if getattr(cfg, "model_type", "") in _POSITION_OFFSET_TYPES else 0
-            limits.append(positions - offset)
-        model_limit = min(limits) if limits else 512
-        requested = self.config.max_length
-        if requested is None:
-            return model_limit
-        if requested > model_limit:
-            raise UsageError(f"--max-length {requested} exceeds the limit of model {self.ref} "
-                             f"({model_limit} tokens)")
-        return requested
+        return resolve_max_length(self.model.config, self.tokenizer, "encoder", self.config.max_length, self.ref)
 
     # -- Backend protocol ------------------------------------------------------------------------------------
 
@@ -239,12 +220,13 @@ class EncoderBackend(LoadedModelMixin):
             return []
         encodings, lengths = self._encode(texts)
         # longest first (stable: equal lengths keep input order), so each batch pads little
-        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i]["input_ids"]))
-        values = [math.nan] * len(texts)
-        start = 0
+        collator = Collator([len(e["input_ids"]) for e in encodings])
+        done: list[tuple[list[int], list[float]]] = []
+        start = 0  # statements scored so far, in sorted order
+        pending = collator.batches(self.batch_size)
         with torch.inference_mode():
-            while start < len(order):
-                idx = order[start:start + self.batch_size]
+            while pending:
+                idx = pending.pop(0)
                 try:
                     probs = self._forward([encodings[i] for i in idx]).tolist()
                 except RuntimeError as err:  # torch.OutOfMemoryError, AcceleratorError, cuBLAS alloc failures
@@ -254,8 +236,7 @@ class EncoderBackend(LoadedModelMixin):
                         raise ScoreError(f"out of memory scoring {len(idx)} statement(s) on {self.device}: "
                                          f"{one_line(err)}") from err
                 else:
-                    for i, p in zip(idx, probs, strict=True):
-                        values[i] = float(p)
+                    done.append((idx, [float(p) for p in probs]))
                     start += len(idx)
                     continue
                 # out of the except block, so the failed forward's tensors are gone and the cache can be emptied;
@@ -264,6 +245,8 @@ class EncoderBackend(LoadedModelMixin):
                 self.batch_size = max(1, len(idx) // 2)
                 self.notes = (*self.notes, f"CUDA out of memory at batch {len(idx)}: continued at batch "
                                            f"{self.batch_size}")
+                pending = collator.batches(self.batch_size, start=start)
+        values = collator.restore(done)
         bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
         if bad:
             raise ScoreError(f"encoder returned NaN/inf scores for {len(bad)} statement(s), "

@@ -1,48 +1,19 @@
 """Causal LM backend ``hf``: lm-eval-style log-likelihoods (or a True/False judge) with transformers.
 
-Requests and tokenisation follow lm-evaluation-harness 0.4.13's ``HFLM`` exactly (see `encode_pair`), so the
-numbers are comparable with lm-eval's ``acc`` / ``acc_norm``; the compute is organised differently:
+Requests are tokenised exactly as lm-evaluation-harness 0.4.13's ``HFLM`` does (`CausalRequestEncoder`), so
+``acc`` / ``acc_norm`` are comparable with lm-eval; only the compute is organised differently, and each trick is
+checked against the plain computation once at load time (and switched off on any mismatch):
 
-- **Continuation-only logits.** The model runs with a boolean ``logits_to_keep`` mask (transformers >= 5), so
-  ``lm_head`` sees only the hidden states at positions that predict a continuation token: ``[n_tokens, vocab]``,
-  never ``[batch, seq, vocab]``. Models without that support fall back to the base transformer + the output
-  embeddings applied to the gathered positions (checked once at load time against the model's own logits).
-  Log-softmax is computed in float32.
-- **Shared inputs.** The model input of a request is ``(context + continuation)[:-1]`` (lm-eval's window). Equal
-  inputs are run once, and an input that is a prefix of another one is read from the longer one's forward
-  pass (a causal LM's hidden state at position i does not depend on later tokens). So the two one-token
-  answers of a judge prompt, or lm-eval's one-token multiple-choice continuations, cost one pass.
-- **Packing (shared contexts).** Inputs that share at least 8 leading tokens (the candidates of one example:
-  same context, or a premise shared by every choice, or a sentence start before a blank) are packed into one
-  row: the shared prefix once, then each input's remaining tokens, with a 4D attention mask (each part sees the
-  prefix and itself) and position ids restarting after the prefix, so every token gets exactly the positions and
-  attention it has in its own sequence. This is checked once at load time against separate forward passes
-  (any mismatch, or an attention implementation other than sdpa/eager, turns packing off; also
-  ``options["pack"] = False``). Packed rows stay under 1024 tokens and under a sliding attention window.
-- **Batching.** Rows are sorted longest first (ties in token order, so candidates of one example sit together)
-  and right-padded with an attention mask (position ids 0..n-1 are then correct for every real token).
-- **Batch size.** With ``options["auto_batch"]`` (default True) a batch holds as many rows as fit a token
-  budget (rows x padded length <= ``options["token_budget"]``, default 4096 on CPU, 65536 on CUDA), re-derived
-  for every batch because the padded length shrinks as the sorted rows get shorter; a row shorter than 80% of
-  the batch's first (longest) row starts the next batch, so padding stays under 20%; on CPU ``config.batch_size``
-  also caps the rows (on CUDA the budget alone decides: a cap of 32 rows would use ~2% of it). On CUDA an
-  out-of-memory error (after the failed batch's tensors are released) halves the batch and retries it (down to
-  one row).
-  With ``auto_batch=False`` every batch has exactly ``config.batch_size`` rows.
-- **Truncation.** Like lm-eval: when context + continuation exceed ``max_length + 1`` tokens the window keeps
-  the last ``max_length + 1`` tokens (left truncation); the score is flagged ``truncated``.
+- the LM head sees only the positions that predict a continuation token (``logits_to_keep``), log-softmax in fp32;
+- equal inputs, and inputs that are prefixes of another, are run once;
+- candidates sharing a context are packed into one row (4D mask, restarted position ids);
+- rows are length-sorted into batches under a token budget (`harness.batching.Collator`); on CUDA an
+  out-of-memory batch is halved and retried;
+- like lm-eval, inputs longer than the window are cut from the left and flagged ``truncated``.
 
-Judge mode (``--prompt statements``): a StatementRequest becomes the context
-``harness.prompts.judge.JUDGE_TEMPLATE`` with the continuations " True" / " False"; the score is
-``P(True) = exp(lpT) / (exp(lpT) + exp(lpF))``.
-
-``--chat-template`` wraps every context as lm-eval 0.4.13 does for loglikelihood requests with
-``--apply_chat_template``: ``tokenizer.apply_chat_template([{"role": "user", "content": context}],
-tokenize=False, add_generation_prompt=True)`` (an empty context too), and the target delimiter is dropped
-(one leading space of the continuation), because lm-eval sets ``target_delimiter = ""`` in chat mode.
-
-On CPU the weights stay fp32 and bf16 runs as autocast (only chosen automatically on CPUs with native bf16);
-on CUDA the weights are loaded in the resolved dtype.
+``--prompt statements`` judges statements (P(True) from " True" vs " False"); ``--chat-template`` wraps contexts
+as lm-eval's ``--apply_chat_template`` does. On CPU the weights stay fp32 (bf16 as autocast); on CUDA they load
+in the resolved dtype.
 """
 
 from __future__ import annotations
@@ -54,6 +25,7 @@ from typing import Any, ClassVar
 import torch
 
 from harness.backends.base import BackendConfig
+from harness.backends.limits import resolve_max_length
 from harness.backends.model_loading import (
     LoadedModelMixin,
     load_cache_first,
@@ -61,6 +33,7 @@ from harness.backends.model_loading import (
     model_revision,
     resolve_base_and_adapter,
 )
+from harness.batching import Collator
 from harness.core import Request, RequestKind, Score
 from harness.device import (
     cpu_has_fast_bf16,
@@ -72,15 +45,11 @@ from harness.device import (
 )
 from harness.errors import ModelError, ScoreError, UsageError, one_line
 from harness.models import presets
-from harness.models.presets import ResolvedModel
+from harness.models.materialise import ResolvedModel
 from harness.prompts.causal_requests import CausalRequestEncoder
 from harness.prompts.judge import JUDGE_FALSE, JUDGE_PROMPT_VERSION, JUDGE_TEMPLATE, JUDGE_TRUE
 
 PROMPT_MODES = {"default": "loglikelihood", "lm-eval": "loglikelihood", "statements": "statement"}
-#: lm-eval's resolve_max_length: config attributes, then the tokenizer, then this default.
-_SEQLEN_ATTRS = ("n_positions", "max_position_embeddings", "n_ctx")
-_TOKENIZER_INFINITY = 1000000000000000019884624838656
-_DEFAULT_MAX_LENGTH = 2048
 #: logits are projected in chunks of at most this many float32 values (rows x vocab), i.e. 256 MiB
 _LOGIT_CHUNK_ELEMENTS = 1 << 26
 _DEFAULT_TOKEN_BUDGET = {"cpu": 4096, "cuda": 65536}
@@ -344,24 +313,7 @@ class HFCausalBackend(LoadedModelMixin):
 
     def _max_length(self) -> int:
         """lm-eval's resolve_max_length (text_config / config attributes, tokenizer, 2048), or --max-length."""
-        cfg = getattr(self.model.config, "text_config", None) or self.model.config
-        model_limit: int | None = None
-        for attr in _SEQLEN_ATTRS:
-            value = getattr(cfg, attr, None)
-            if value is not None:
-                model_limit = int(value)
-                break
-        if model_limit is None:
-            tok_limit = getattr(self.tokenizer, "model_max_length", None)
-            model_limit = (int(tok_limit) if tok_limit is not None and tok_limit != _TOKENIZER_INFINITY
-                           else _DEFAULT_MAX_LENGTH)
-        requested = self.config.max_length
-        if requested is None:
-            return model_limit
-        if requested > model_limit:
-            raise UsageError(f"--max-length {requested} exceeds the limit of model {self.ref} "
-                             f"({model_limit} tokens)")
-        return requested
+        return resolve_max_length(self.model.config, self.tokenizer, "causal", self.config.max_length, self.ref)
 
     # -- continuation logits -----------------------------------------------------------------------------------
 
@@ -549,25 +501,20 @@ class HFCausalBackend(LoadedModelMixin):
 
     def _batches(self, rows: list[_Row]) -> list[list[_Row]]:
         """Longest-first rows cut into batches (token budget per batch, or fixed rows)."""
-        batches: list[list[_Row]] = []
-        i = 0
-        while i < len(rows):
-            if self.auto_batch:
-                width = rows[i].length
-                fit = self.token_budget // max(width, 1)
-                n = max(1, min(self.batch_size, fit) if self._cap_rows else fit)
-                # padding-aware: a batch only takes rows at least _MIN_FILL of its width long
-                n = next((k for k in range(1, n) if i + k < len(rows) and rows[i + k].length < _MIN_FILL * width), n)
-            else:
-                n = self.batch_size
-            batch = rows[i:i + n]
-            # a batch with packed rows uses a 4D mask for all its rows: keep rows longer than the packing limit
-            # (which may need the model's own sliding-window mask) out of such batches
-            long = batch[0].length > self._pack_limit
-            batch = [r for r in batch if (r.length > self._pack_limit) == long] if self._packing else batch
-            batches.append(batch)
-            i += len(batch)
-        return batches
+        limit, packing, auto = self._pack_limit, self._packing, self.auto_batch
+
+        def split(first: int, length: int) -> bool:
+            # padding-aware: a batch only takes rows at least _MIN_FILL of its width long; and a batch with packed
+            # rows uses a 4D mask for all its rows: keep rows longer than the packing limit (which may need the
+            # model's own sliding-window mask) out of such batches
+            return ((auto and length < _MIN_FILL * first)
+                    or (packing and (length > limit) != (first > limit)))
+
+        # rows come sorted longest first (its stable sort then keeps their order)
+        collator = Collator([r.length for r in rows])
+        batches = (collator.batches(self.batch_size if self._cap_rows else None, token_budget=self.token_budget,
+                                    split=split) if auto else collator.batches(self.batch_size, split=split))
+        return [[rows[i] for i in idx] for idx in batches]
 
     def _run_batch(self, rows: list[_Row], needed: dict[Tokens, dict[int, set[int]]]) -> dict[_Key, tuple[float, bool]]:
         """Forward one batch; (input, position, target) -> (log-prob, target is the argmax)."""

@@ -14,17 +14,10 @@ import torch
 from harness.backends.base import ModelInfo
 from harness.device import describe_device, dtype_name
 from harness.errors import BenchError, ModelError, one_line
-from harness.models.presets import (
-    ModelKind,
-    ResolvedModel,
-    adapter_base_model,
-    describe_presets,
-    fingerprint,
-    hf_quiet,
-    is_adapter_dir,
-    mute_bitsandbytes_kernel_notice,
-    resolve_model,
-)
+from harness.models.cache import fingerprint
+from harness.models.materialise import ResolvedModel, adapter_base_model, is_adapter_dir, resolve_model
+from harness.models.presets import ModelKind, describe_presets
+from harness.models.quiet import hf_quiet, mute_bitsandbytes_kernel_notice
 from harness.models.recipe import read_training_recipe
 
 Loaded = TypeVar("Loaded")

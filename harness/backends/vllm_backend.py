@@ -289,7 +289,7 @@ class VLLMBackend:
         self.request_kind = self.encoder.request_kind
         self.revision = base.revision
         if adapter_dir is not None:
-            from harness.models.presets import fingerprint
+            from harness.models.cache import fingerprint
 
             self.revision = f"{base.revision or 'unknown'}+adapter:{fingerprint(adapter_dir)}"
         notes.extend(self._engine_notes(vllm, rank))

@@ -103,7 +103,7 @@ def build_on_meta(config: Any, kind: str) -> Any:
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from harness.models.presets import hf_quiet
+    from harness.models.quiet import hf_quiet
 
     auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
     config = config if kind == "causal" else two_label(config)

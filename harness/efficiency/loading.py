@@ -78,7 +78,9 @@ def model_config(model_ref: str) -> tuple[Any, str, str | None]:
     """(transformers config, kind, local path or None) without loading any weights."""
     from transformers import AutoConfig
 
-    from harness.models.presets import PRESETS, load_shipped_config, resolve_model
+    from harness.models.materialise import resolve_model
+    from harness.models.presets import PRESETS
+    from harness.models.shipped_config import load_shipped_config
 
     preset = PRESETS.get(model_ref)
     if preset is not None and preset.shipped_config:
@@ -91,7 +93,7 @@ def model_config(model_ref: str) -> tuple[Any, str, str | None]:
             raise ModelError(f"--models {model_ref}: no local config.json and none from the hub/cache "
                              f"({type(err).__name__})") from err
         return config, _kind_of(model_ref, config), None
-    from harness.models.presets import adapter_base_model, is_adapter_dir
+    from harness.models.materialise import adapter_base_model, is_adapter_dir
 
     path = resolved.path
     if is_adapter_dir(path):  # an adapter (e.g. me5-small-st): the architecture is its base's
@@ -105,7 +107,8 @@ def model_config(model_ref: str) -> tuple[Any, str, str | None]:
 
 
 def max_length_of(config: Any, kind: str, model_ref: str) -> int:
-    from harness.models.presets import PRESETS, config_metadata
+    from harness.models.presets import PRESETS
+    from harness.models.shipped_config import config_metadata
 
     preset = PRESETS.get(model_ref)
     if preset is not None and preset.max_length:
@@ -117,7 +120,8 @@ def max_length_of(config: Any, kind: str, model_ref: str) -> int:
 def tokenizer_for(model_ref: str, kind: str, path: str | None) -> tuple[Any, str]:
     from transformers import AutoTokenizer
 
-    from harness.models.presets import hf_quiet, resolve_model
+    from harness.models.materialise import resolve_model
+    from harness.models.quiet import hf_quiet
 
     if path is not None:
         try:

@@ -2,9 +2,9 @@
 
 A child starts with a clean allocator and its own peak-memory counters, and a model that takes the process
 down (the kernel's out-of-memory killer) costs only its own record. Each finished model is written at once as
-a schema-versioned result file (``RunResult.efficiency``), so an interrupted run keeps what it finished and
-re-running the same command resumes: a model whose result file exists for the same settings is not measured
-again.
+a schema-versioned result file (``RunResult.efficiency``, read back as an ``EfficiencyRecord``), so an
+interrupted run keeps what it finished and re-running the same command resumes: a model whose result file
+exists for the same settings is not measured again.
 """
 
 from __future__ import annotations
@@ -24,7 +24,15 @@ from typing import Any
 
 from harness.efficiency.spec import MeasureSpec
 from harness.errors import BenchError, UsageError
-from harness.results.schema import RESULT_FILE, SCHEMA_VERSION, RunResult, read_result, write_result
+from harness.results.schema import (
+    RESULT_FILE,
+    SCHEMA_VERSION,
+    EfficiencyRecord,
+    RunResult,
+    as_record,
+    read_result,
+    write_result,
+)
 
 #: The seed paper's efficiency set (measured with random weights when no --models is given).
 SEED_EFFICIENCY_MODELS = ("mdeberta-v3-base", "xlm-roberta-large", "qwen2-0.5b", "qwen2-1.5b", "gemma-2-2b",
@@ -46,7 +54,7 @@ class EfficiencyConfig:
 class ModelOutcome:
     model: str
     result_path: Path | None
-    result: RunResult | None
+    result: EfficiencyRecord | None  # the record as read back (typed)
     error: str | None = None
     resumed: bool = False
 
@@ -136,7 +144,7 @@ def identity(spec: MeasureSpec) -> dict[str, Any]:
             "data_manifest": hashlib.sha256(json.dumps(manifest(), sort_keys=True).encode()).hexdigest()[:16]}
 
 
-def run_id_for(spec: MeasureSpec) -> str:
+def efficiency_run_id(spec: MeasureSpec) -> str:
     digest = hashlib.sha256(json.dumps(identity(spec), sort_keys=True).encode()).hexdigest()[:12]
     slug = "".join(c if c.isalnum() or c in "._-" else "-" for c in Path(spec.model.rstrip("/")).name)[:40]
     mode = "estimate" if not spec.measure else "efficiency"
@@ -201,15 +209,17 @@ def execute_efficiency(plan: EfficiencyConfig, log: Callable[[str], None] = lamb
     outcomes: list[ModelOutcome] = []
     for spec in plan.specs:
         model = spec.model
-        run_id = run_id_for(spec)
+        run_id = efficiency_run_id(spec)
         path = Path(plan.output_dir) / run_id / RESULT_FILE
         if path.exists():
             try:
-                outcomes.append(ModelOutcome(model, path, read_result(path), resumed=True))
+                earlier = read_result(path)
+            except BenchError:
+                earlier = None  # unreadable: measure again
+            if isinstance(earlier, EfficiencyRecord):
+                outcomes.append(ModelOutcome(model, path, earlier, resumed=True))
                 log(f"{model}: finished earlier ({path}), not measured again")
                 continue
-            except BenchError:
-                pass  # unreadable: measure again
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         try:
             record = runner(spec, log)
@@ -219,5 +229,7 @@ def execute_efficiency(plan: EfficiencyConfig, log: Callable[[str], None] = lamb
             continue
         result = _result(spec, run_id, record, started_at)
         write_result(path, result)
-        outcomes.append(ModelOutcome(model, path, result))
+        saved = as_record(result)
+        assert isinstance(saved, EfficiencyRecord), "an efficiency result reads as an efficiency record"
+        outcomes.append(ModelOutcome(model, path, saved))
     return outcomes

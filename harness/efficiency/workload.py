@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.batching import Collator
 from harness.core import Request, RequestKind
 from harness.errors import UsageError
 
@@ -75,10 +76,7 @@ class Workload:
     def batches(self, batch_size: int, seed: int = 0) -> list[list[int]]:
         """Row indices in batches as the backends form them (longest first, so each batch pads little),
         returned in a seeded random order so that any prefix of them is a fair sample of the whole task."""
-        order = sorted(range(self.n_rows), key=lambda i: -len(self.rows[i]))
-        chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-        random.Random(f"batches/{seed}/{batch_size}").shuffle(chunks)
-        return chunks
+        return Collator(self.lengths).batches(batch_size, shuffle=random.Random(f"batches/{seed}/{batch_size}"))
 
 
 def _requests(tasks: Sequence[str], languages: Sequence[str] | None, limit: int | None, kind: RequestKind,

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 from harness.backends.base import BackendConfig, ModelInfo
 from harness.core import Example, Request, RequestKind, Sample, Score, argmax
-from harness.errors import BenchError, ModelError, ScoreError, UsageError
+from harness.errors import BenchError, ModelError, ScoreError, UsageError, one_line
 from harness.lmeval import lm_eval_version, require_lm_eval, version_notes
 from harness.lmeval import task_yaml as ty
 from harness.tasks.examples import ExampleSet
@@ -95,7 +95,9 @@ class LMEvalBackend:
         import torch
 
         from harness.device import describe_device, dtype_name, resolve_device, resolve_dtype
-        from harness.models.presets import DEFAULT_CAUSAL, hf_quiet, resolve_model
+        from harness.models.materialise import resolve_model
+        from harness.models.presets import DEFAULT_CAUSAL
+        from harness.models.quiet import hf_quiet
 
         self.config = config
         self.prompt_version = prompt_version()  # the run's prompt format (SampleEvaluator)
@@ -133,8 +135,8 @@ class LMEvalBackend:
         except BenchError:
             raise
         except Exception as err:  # lm-eval/transformers raise many types; the CLI needs one line
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ModelError(f"lm-eval could not load model {self.ref} ({self.resolved.path}): {first}") from err
+            raise ModelError(f"lm-eval could not load model {self.ref} ({self.resolved.path}): "
+                             f"{one_line(err)}") from err
         self.dtype = dtype_name(next(self.lm.model.parameters()).dtype)
         work = config.options.get("work_dir")
         self._own_work_dir = work is None

@@ -11,7 +11,8 @@ transformers can load a GGUF directly (``gguf_file=``), but slowly (tokenizer ~2
 result cannot be saved. `convert_gguf` loads it once, drops ``config.quantization_config``, builds a fresh model
 from the config, loads the dequantised state dict, ties the weights and saves an fp32 checkpoint plus the tokenizer.
 `materialise` does that into the model cache (``cache_root()/models/<preset>-<package>-<version>-<sha12>-c<N>``),
-atomically (`publish_dir`), so later loads take seconds. Adapted from ``reference/gguf_to_dense.py``.
+atomically (`publish_dir`), so later loads take seconds; it is registered as the materialiser of the preset source
+``gguf``. Adapted from ``reference/gguf_to_dense.py``.
 
 The weights are dequantised 4-bit weights, not the original checkpoint: every provenance file says so.
 The Gemma tokenizer is saved as it comes (it pads on the left and adds ``<bos>``); backends set the padding side.
@@ -29,17 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ModelError
-from harness.models.presets import (
-    PROVENANCE_FILE,
-    ModelPreset,
-    _installed_version,
-    cache_root,
-    hf_quiet,
-    package_dir,
-    publish_dir,
-    sha256_file,
-)
+from harness.errors import ModelError, one_line
+from harness.models.cache import PROVENANCE_FILE, cache_root, installed_version, package_dir, publish_dir, sha256_file
+from harness.models.presets import ModelPreset
+from harness.models.quiet import hf_quiet
+from harness.models.registry import register_materialiser
 
 #: Bump when the output of `convert_gguf` changes (it is part of the cache directory name).
 # 2: the tokenizer is loaded with local_files_only=True (it saves the flag into tokenizer_config.json)
@@ -134,7 +129,7 @@ def assemble_gguf(preset: ModelPreset, directory: Path) -> Path:
 def gguf_cache_dir(preset: ModelPreset) -> Path:
     """``cache_root()/models/<preset>-<package>-<version>-<sha12>-c<CONVERTER_VERSION>``."""
     package = preset.package_name or _source(preset).module
-    version = _installed_version(package) or "unknown"
+    version = installed_version(package) or "unknown"
     digest = gguf_sha256(preset)
     return cache_root() / "models" / f"{preset.name}-{package}-{version}-{digest[:12]}-c{CONVERTER_VERSION}"
 
@@ -156,11 +151,6 @@ def _quiet_gguf_progress() -> Iterator[None]:
         yield
     finally:
         reader.tqdm = original
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def convert_gguf(gguf_dir: str | Path, gguf_file: str, out_dir: str | Path, *,
@@ -188,9 +178,9 @@ def convert_gguf(gguf_dir: str | Path, gguf_file: str, out_dir: str | Path, *,
                                                              dtype=torch.float32, local_files_only=True)
     except ImportError as err:
         raise ModelError(f"reading GGUF files needs the gguf package (pip install {GGUF_PIN}): "
-                         f"{_first_line(err)}") from err
+                         f"{one_line(err)}") from err
     except (OSError, ValueError, KeyError, RuntimeError) as err:
-        raise ModelError(f"cannot load GGUF file {src}: {_first_line(err)}") from err
+        raise ModelError(f"cannot load GGUF file {src}: {one_line(err)}") from err
     config = quantised.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # otherwise save_pretrained refuses ("quantized with gguf")
@@ -214,7 +204,7 @@ def convert_gguf(gguf_dir: str | Path, gguf_file: str, out_dir: str | Path, *,
     try:
         import gguf
 
-        gguf_version: str | None = getattr(gguf, "__version__", None) or _installed_version("gguf")
+        gguf_version: str | None = getattr(gguf, "__version__", None) or installed_version("gguf")
     except ImportError:  # pragma: no cover - transformers needed it above
         gguf_version = None
     record: dict[str, Any] = {
@@ -247,7 +237,7 @@ def materialise(preset: ModelPreset) -> Path:
             "preset": preset.name,
             "hub_id": preset.hub_id,
             "package": package,
-            "package_version": _installed_version(package) or "unknown",
+            "package_version": installed_version(package) or "unknown",
             "quantisation": source.quantisation,
             "notes": list(preset.notes) or [DEFAULT_NOTE],
         }
@@ -259,6 +249,9 @@ def materialise(preset: ModelPreset) -> Path:
             except ModelError:
                 raise
             except (OSError, RuntimeError, ValueError) as err:
-                raise ModelError(f"could not convert {path.name} into {target}: {_first_line(err)}") from err
+                raise ModelError(f"could not convert {path.name} into {target}: {one_line(err)}") from err
 
     return publish_dir(target, build)
+
+
+register_materialiser("gguf", materialise)

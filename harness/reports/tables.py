@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import PurePath
 
-from harness.results.schema import RunResult, TaskResult
+from harness.results.schema import EvalRecord, RunResult, TaskResult, as_record
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
@@ -39,12 +39,13 @@ def ci(low: float, high: float) -> str:
     return f"[{100 * low:.1f}, {100 * high:.1f}]"
 
 
-def model_label(result: RunResult) -> str:
-    m = result.model
-    label = f"{m.get('backend')}:{m.get('model')}"
-    adapter = m.get("adapter")
+def model_label(result: EvalRecord | RunResult) -> str:
+    """backend:model(+adapter), from the record (a `RunResult` is read as its record)."""
+    m = as_record(result).model
+    label = f"{m.backend}:{m.model}"
+    adapter = m.adapter
     # an adapter that --model itself named (a preset such as me5-small-st, or an adapter dir) is already in the label
-    if adapter and PurePath(str(adapter)).name != PurePath(str(m.get("model"))).name:
+    if adapter and PurePath(str(adapter)).name != PurePath(str(m.model)).name:
         label += f"+{adapter}"
     return label
 
@@ -63,8 +64,13 @@ def _language_rows(columns: Sequence[TaskResult]) -> list[list[str]]:
     return rows
 
 
-def run_table(result: RunResult) -> str:
-    """Languages as rows, tasks as columns: accuracy % (n); last rows: unweighted mean and its 95% CI."""
+def run_table(result: EvalRecord | RunResult) -> str:
+    """Languages as rows, tasks as columns: accuracy % (n); last rows: unweighted mean and its 95% CI (a
+    `RunResult` just written is read as its record)."""
+    record = as_record(result)
+    if not isinstance(record, EvalRecord):
+        return ""
+    result = record
     tasks = list(result.tasks)
     rows = _language_rows([result.tasks[t] for t in tasks])
     rows.append(["**mean**"] + [f"**{pct(result.tasks[t].mean_accuracy)}** ({result.tasks[t].n_languages} langs)"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.results.schema import RunResult
+from harness.results.schema import EvalRecord
 
 COLUMNS = ["model", "task", "language", "metric", "value", "n", "ci_low", "ci_high", "run_id", "backend",
            "parameters", "source"]
@@ -29,7 +29,7 @@ class LabelledRun:
     """A result with the unique label a report uses for it."""
 
     label: str
-    result: RunResult
+    result: EvalRecord
     samples_path: str | None  # per-sample JSONL (None for efficiency-only results)
 
 
@@ -41,8 +41,8 @@ def accuracy_frame(runs: Sequence[LabelledRun]) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for run in runs:
         r = run.result
-        params = _nan(r.model.get("num_parameters"))
-        base = {"model": run.label, "run_id": r.run_id, "backend": r.model.get("backend", ""),
+        params = _nan(r.model.num_parameters)
+        base = {"model": run.label, "run_id": r.run_id, "backend": r.model.backend if "backend" in r.model else "",
                 "parameters": params, "source": "measured"}
         for task, tr in r.tasks.items():
             for lang, lr in tr.languages.items():

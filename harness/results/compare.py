@@ -24,7 +24,7 @@ from typing import Any, Literal
 from harness.core import Sample
 from harness.errors import DataError
 from harness.results.samples import parse_sample_lines
-from harness.results.schema import RESULT_FILE, SAMPLES_FILE, read_json_object, read_result
+from harness.results.schema import RESULT_FILE, SAMPLES_FILE, EvalRecord, read_json_object, read_result
 
 Status = Literal["PASS", "FAIL"]
 IdRule = Literal["same", "subset"]
@@ -356,7 +356,8 @@ def check_run(path: Path, *, min_requests: int = 1) -> RunCheck:
     result_path = folder / RESULT_FILE
     if result_path.is_file():
         result = read_result(result_path)
-        planned = sum(lr.n for t in result.tasks.values() for lr in t.languages.values())
+        tasks = result.tasks if isinstance(result, EvalRecord) else {}
+        planned = sum(lr.n for t in tasks.values() for lr in t.languages.values())
         raw_wall = result.timing.get("wall_seconds")
         wall = float(raw_wall) if isinstance(raw_wall, int | float) else None
     requests = sum(len(s.scores) for s in samples.values())

@@ -12,9 +12,6 @@ from typing import Any
 from harness.core import Sample
 from harness.errors import DataError
 
-SAMPLE_FIELDS = ("example_id", "task", "language", "split", "index", "template_id", "requests", "scores",
-                 "prediction", "gold", "correct", "prediction_norm", "truncated", "extra")
-
 
 def sample_to_dict(sample: Sample) -> dict[str, Any]:
     return {"example_id": sample.example_id, "task": sample.task, "language": sample.language,

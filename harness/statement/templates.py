@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from harness.errors import UsageError
+from harness.errors import UsageError, one_line
 from harness.tasks.taskfile import TaskSpec
 
 PACKAGED_DIR = Path(__file__).resolve().parent.parent / "tasks" / "builtin" / "templates"
@@ -57,7 +57,7 @@ def parse_template_file(path: Path, task: str, fields: set[str], n_candidates: i
     except OSError as err:
         raise _fail(path, f"cannot read ({err.strerror})") from err
     except yaml.YAMLError as err:
-        raise _fail(path, f"invalid YAML ({str(err).splitlines()[0]})") from err
+        raise _fail(path, f"invalid YAML ({one_line(err)})") from err
     if isinstance(doc, dict) and doc.get("task") != task:
         raise _fail(path, f"`task:` is {doc.get('task')!r}, expected {task!r}")
     return parse_template_doc(doc, raw, path, task, fields, n_candidates)

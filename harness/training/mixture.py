@@ -22,21 +22,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DataError, UsageError
+from harness.errors import DataError, UsageError, one_line
+from harness.languages import LANGUAGE_SETS, TRAINING_LANGUAGES
 from harness.training.builders import Row, TrainStatement, build_cell
 from harness.training.rows import TASK_TYPES
 from harness.training.templates import TEMPLATE_LANGUAGES, TemplateFile, load_templates, templates_version
 
-LANGS_25: tuple[str, ...] = (
-    "af", "ar", "de", "en", "es", "fr", "ga", "gu", "ha", "hi", "id", "ig", "is", "it", "kk", "ky", "lo", "mt",
-    "ny", "pt", "ru", "si", "tr", "vi", "zh",
-)
-#: preset -> languages of every task type; preset "en" still translates English into the other 24 (see targets)
-PRESETS: dict[str, tuple[str, ...]] = {
-    "en": ("en",),
-    "11": ("ar", "de", "en", "es", "fr", "hi", "id", "ru", "tr", "vi", "zh"),
-    "25": LANGS_25,
-}
 
 def eval_overlap_names() -> dict[str, str]:
     """Normalised dataset name -> the eval task it is (or is the English origin of); never train on these.
@@ -102,15 +93,15 @@ def resolve_langs(langs: str | Sequence[str], available: Iterable[str]) -> tuple
     """(languages of every task type, translation target languages). Only preset "en" translates into languages
     outside its list (the other 24); otherwise targets are the non-English languages of the list."""
     have = set(available)
-    preset = langs if isinstance(langs, str) and langs in PRESETS else None
+    preset = langs if isinstance(langs, str) and langs in LANGUAGE_SETS else None
     if preset is not None:
-        chosen = PRESETS[preset]
+        chosen = LANGUAGE_SETS[preset]
     else:
         raw = langs.split(",") if isinstance(langs, str) else list(langs)
         chosen = tuple(dict.fromkeys(code.strip() for code in raw if code.strip()))
         if not chosen:
-            raise UsageError(f"--langs {langs!r}: no language given (presets: {', '.join(PRESETS)})")
-    targets = tuple(c for c in (LANGS_25 if preset == "en" else chosen) if c != "en")
+            raise UsageError(f"--langs {langs!r}: no language given (presets: {', '.join(LANGUAGE_SETS)})")
+    targets = tuple(c for c in (TRAINING_LANGUAGES if preset == "en" else chosen) if c != "en")
     for code in dict.fromkeys(chosen + targets):
         if code not in have:
             raise UsageError(f"--langs: unknown language {code!r}; the training data has {', '.join(sorted(have))}")
@@ -312,7 +303,7 @@ def read_statements(directory: str | Path) -> Mixture:
     except FileNotFoundError as err:
         raise DataError(f"{manifest_path}: no such file (not a statements directory)") from err
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{manifest_path}: unreadable ({str(err).splitlines()[0]})") from err
+        raise DataError(f"{manifest_path}: unreadable ({one_line(err)})") from err
     if not isinstance(manifest, dict):
         raise DataError(f"{manifest_path}: expected a JSON object")
     path = root / "statements.jsonl"

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from harness.errors import ModelError, UsageError, one_line
-from harness.models.presets import ResolvedModel, hf_quiet, mute_bitsandbytes_kernel_notice
+from harness.models.materialise import ResolvedModel
+from harness.models.quiet import hf_quiet, mute_bitsandbytes_kernel_notice
 
 METHODS = ("full", "lora", "qlora")
 #: modules kept whole (trained and saved) next to the adapters: the fresh head, and BERT's pooler that feeds it

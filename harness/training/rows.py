@@ -7,11 +7,6 @@ Label names are English (as in the seed code); texts stay in their own language.
 
 from __future__ import annotations
 
-from typing import Literal
-
-TaskType = Literal["topic", "translation", "extractive_qa", "wic", "intent", "sentiment", "exam_qa",
-                   "reading_comprehension", "paraphrase"]
-
 #: task type -> required fields (besides ``id``) and their JSON types
 ROW_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     # SIB-200: category in English (science/technology, travel, politics, sports, health, entertainment, geography)

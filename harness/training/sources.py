@@ -91,7 +91,7 @@ def _parse_manifest(path_str: str, mtime_ns: int, size: int) -> dict[str, Any]:
     return man
 
 
-def _source(man: dict[str, Any], name: str, info: dict[str, Any]) -> TrainSource:
+def _source(name: str, info: dict[str, Any]) -> TrainSource:
     langs = info["languages"]
     return TrainSource(
         name=name, task_type=str(info["task_type"]), license=str(info.get("license", "")),
@@ -104,7 +104,7 @@ def _source(man: dict[str, Any], name: str, info: dict[str, Any]) -> TrainSource
 def list_sources() -> list[TrainSource]:
     """Every packaged training source, sorted by name."""
     man = _manifest()
-    return [_source(man, name, man["sources"][name]) for name in sorted(man["sources"])]
+    return [_source(name, man["sources"][name]) for name in sorted(man["sources"])]
 
 
 def get_source(name: str) -> TrainSource:
@@ -114,7 +114,7 @@ def get_source(name: str) -> TrainSource:
     if info is None:
         known = ", ".join(sorted(man["sources"]))
         raise UsageError(f"unknown training source {name!r}; known sources: {known}")
-    return _source(man, name, info)
+    return _source(name, info)
 
 
 def sources_for(task_type: str) -> list[TrainSource]:

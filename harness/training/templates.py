@@ -13,26 +13,18 @@ import hashlib
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
-from harness.errors import DataError, UsageError
+from harness.errors import DataError, UsageError, one_line
+from harness.languages import ENGLISH_NAMES
 from harness.training.rows import TASK_TYPES
 
 PACKAGED_DIR = Path(__file__).parent / "templates"
 
-TemplateLanguage = Literal["en", "translated"]
 TEMPLATE_LANGUAGES: tuple[str, ...] = ("en", "translated")
 
-#: English names of the 25 target languages ({language} in translation statements with English templates)
-ENGLISH_LANGUAGE_NAMES: dict[str, str] = {
-    "af": "Afrikaans", "ar": "Arabic", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
-    "ga": "Irish", "gu": "Gujarati", "ha": "Hausa", "hi": "Hindi", "id": "Indonesian", "ig": "Igbo",
-    "is": "Icelandic", "it": "Italian", "kk": "Kazakh", "ky": "Kyrgyz", "lo": "Lao", "mt": "Maltese",
-    "ny": "Chichewa", "pt": "Portuguese", "ru": "Russian", "si": "Sinhala", "tr": "Turkish", "vi": "Vietnamese",
-    "zh": "Chinese",
-}
 
 
 @dataclass(frozen=True)
@@ -61,7 +53,7 @@ class TemplateFile:
         return name
 
     def language_name(self, code: str) -> str:
-        return self.language_names.get(code) or ENGLISH_LANGUAGE_NAMES.get(code, code)
+        return self.language_names.get(code) or ENGLISH_NAMES.get(code, code)
 
 
 def _slots(text: str) -> frozenset[str]:
@@ -91,7 +83,7 @@ def _labels(path: Path, doc: dict[str, Any]) -> dict[str, dict[str, str]]:
                     "to non-empty strings")
 
 
-def parse_template_file(path: Path, reference: TemplateFile | None = None) -> TemplateFile:
+def parse_train_template_file(path: Path, reference: TemplateFile | None = None) -> TemplateFile:
     """Parse one file. Without ``reference`` (English) every task type is required; with it, the file may cover
     fewer task types, but each id must exist in English with the same placeholders."""
     try:
@@ -100,7 +92,7 @@ def parse_template_file(path: Path, reference: TemplateFile | None = None) -> Te
     except OSError as err:
         raise DataError(f"template file {path}: cannot read ({err.strerror})") from err
     except yaml.YAMLError as err:
-        raise DataError(f"template file {path}: invalid YAML ({str(err).splitlines()[0]})") from err
+        raise DataError(f"template file {path}: invalid YAML ({one_line(err)})") from err
     if not isinstance(doc, dict) or not isinstance(doc.get("task_types"), dict):
         raise DataError(f"template file {path}: needs a `task_types:` mapping")
     language = str(doc.get("language", ""))
@@ -160,13 +152,13 @@ def load_templates(mode: str = "en", languages: tuple[str, ...] = (), directory:
     if mode not in TEMPLATE_LANGUAGES:
         raise UsageError(f"template_language {mode!r}: expected one of {', '.join(TEMPLATE_LANGUAGES)}")
     directory = directory or PACKAGED_DIR
-    english = parse_template_file(directory / "en.yaml")
+    english = parse_train_template_file(directory / "en.yaml")
     translated: dict[str, TemplateFile] = {}
     if mode == "translated":
         for lang in languages:
             path = directory / f"{lang}.yaml"
             if lang != "en" and path.is_file():
-                translated[lang] = parse_template_file(path, english)
+                translated[lang] = parse_train_template_file(path, english)
     return TrainTemplates(mode=mode, english=english, translated=translated)
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from harness.batching import Collator
 from harness.device import (
     bind_cuda,
     cpu_has_fast_bf16,
@@ -45,16 +46,10 @@ from harness.device import (
     resolve_dtype,
 )
 from harness.errors import UsageError
-from harness.models.presets import (
-    DEFAULT_ENCODER_BASE,
-    PRESETS,
-    ResolvedModel,
-    adapter_base_model,
-    hf_quiet,
-    is_adapter_dir,
-    make_readable,
-    resolve_model,
-)
+from harness.models.cache import make_readable
+from harness.models.materialise import ResolvedModel, adapter_base_model, is_adapter_dir, resolve_model
+from harness.models.presets import DEFAULT_ENCODER_BASE, PRESETS
+from harness.models.quiet import hf_quiet
 from harness.training.model_setup import METHODS, LoraSettings, load_for_training
 
 TRAINING_FILE = "training.json"
@@ -250,13 +245,8 @@ def batch_order(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) 
     rng = random.Random(f"{seed}/epoch/{epoch}")
     order = list(range(len(lengths)))
     rng.shuffle(order)
-    window = batch_size * _GROUP_BATCHES
-    batches: list[list[int]] = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start:start + window], key=lambda i: -lengths[i])
-        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    return batches
+    collator = Collator(lengths, order=order, window=batch_size * _GROUP_BATCHES)
+    return collator.batches(batch_size, shuffle=rng)
 
 
 def _set_dropout(model: torch.nn.Module, training: bool) -> None:
@@ -374,12 +364,11 @@ class StatementTrainer:
     def evaluate(self, model: Any, ids: list[list[int]], labels: list[int], groups: list[str], pad: int,
                  step: int, epoch: float) -> EvalRecord:
         _eval_mode(model, self.cfg.method)
-        order = sorted((i for i in range(len(ids)) if ids[i]), key=lambda i: -len(ids[i]))
+        collator = Collator([len(x) for x in ids], order=[i for i in range(len(ids)) if ids[i]])
         preds: dict[int, int] = {}
         total_loss = 0.0
         with torch.no_grad(), self._autocast():
-            for start in range(0, len(order), self.cfg.batch_size * 2):
-                chunk = order[start:start + self.cfg.batch_size * 2]
+            for chunk in collator.batches(self.cfg.batch_size * 2):
                 batch = self._collate([ids[i] for i in chunk], pad, self.device)
                 logits = model(**batch).logits.float()
                 target = torch.tensor([labels[i] for i in chunk], device=logits.device)

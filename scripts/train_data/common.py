@@ -7,14 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.languages import FLORES_TO_ISO, TRAINING_LANGUAGES
+
+__all__ = ["FLORES_TO_ISO", "SHARED_DEFAULT", "TARGET_LANGS", "SourceError", "SourceInfo", "fail", "read_text"]
+
 #: the raw data checkout (``<repo>/../shared/data``); only dev scripts read it, never the product
 SHARED_DEFAULT = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
-#: the 25 target languages (ISO 639-1 codes)
-TARGET_LANGS: tuple[str, ...] = (
-    "af", "ar", "de", "en", "es", "fr", "ga", "gu", "ha", "hi", "id", "ig", "is", "it", "kk", "ky", "lo", "mt",
-    "ny", "pt", "ru", "si", "tr", "vi", "zh",
-)
+#: the 25 target languages (ISO 639-1 codes), from the package's one language registry
+TARGET_LANGS: tuple[str, ...] = TRAINING_LANGUAGES
 
 
 @dataclass(frozen=True)
@@ -42,15 +43,6 @@ def fail(msg: str) -> None:
     raise SourceError(msg)
 
 
-#: FLORES-200 code -> 2-letter code for the 25 target languages (Simplified Chinese for zh, Standard Arabic for ar)
-FLORES_TO_ISO: dict[str, str] = {
-    "afr_Latn": "af", "arb_Arab": "ar", "deu_Latn": "de", "eng_Latn": "en", "spa_Latn": "es", "fra_Latn": "fr",
-    "gle_Latn": "ga", "guj_Gujr": "gu", "hau_Latn": "ha", "hin_Deva": "hi", "ind_Latn": "id", "ibo_Latn": "ig",
-    "isl_Latn": "is", "ita_Latn": "it", "kaz_Cyrl": "kk", "kir_Cyrl": "ky", "lao_Laoo": "lo", "mlt_Latn": "mt",
-    "nya_Latn": "ny", "por_Latn": "pt", "rus_Cyrl": "ru", "sin_Sinh": "si", "tur_Latn": "tr", "vie_Latn": "vi",
-    "zho_Hans": "zh",
-}
-assert sorted(FLORES_TO_ISO.values()) == sorted(TARGET_LANGS)
 
 
 def read_text(path: Path) -> str:

@@ -1,4 +1,6 @@
-"""`bench train` and `bench statements`: build a statement mixture and (for train) statement-tune an encoder."""
+"""`bench train` and `bench statements`: build a statement mixture and (for train) statement-tune an encoder.
+
+The training code (harness.training) knows nothing of the CLI; this module is its command-line front end."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 
 import click
 
+from harness.commands.common import one_line_errors, resumable, torch_options
 from harness.models.presets import DEFAULT_ENCODER_BASE
 
 DEFAULT_TRAIN_DIR = "results/train"
@@ -64,6 +67,7 @@ def _command_line() -> str:
 @_mixture_options
 @click.option("--holdout", type=float, default=0.1, show_default=True)
 @click.option("--output", required=True, help="Directory for statements.jsonl and manifest.json.")
+@one_line_errors
 def statements_cmd(langs: str, tasks: str, per_task: int, template_language: str, translation: bool,
                    extra_statements: tuple[str, ...], allow_eval_overlap: bool, seed: int, holdout: float,
                    output: str) -> None:
@@ -112,14 +116,13 @@ def _counts_table(manifest: dict[str, Any]) -> str:
 @click.option("--lora-alpha", type=int, default=32, show_default=True)
 @click.option("--lora-dropout", type=float, default=0.05, show_default=True)
 @click.option("--lora-targets", default=None, help="Comma-separated linear-layer names (default: attention + dense).")
-@click.option("--dtype", default="auto", show_default=True,
-              help="auto | fp32 | bf16 | fp16 (autocast; fp16 on CUDA only, with loss scaling).")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
+@torch_options(dtype_help="auto | fp32 | bf16 | fp16 (autocast; fp16 on CUDA only, with loss scaling).",
+               device_help=None, threads_help="CPU threads for torch.")
 @click.option("--output", default=None,
               help=f"Model directory (default: {DEFAULT_TRAIN_DIR}/<model>-<method>-<langs>).")
 @click.option("--overwrite", is_flag=True, help="Delete --output first (else: resume, or refuse if it differs).")
 @click.option("--quiet", is_flag=True)
+@one_line_errors
 def train_cmd(model: str, langs: str, tasks: str, per_task: int, template_language: str, translation: bool,
               extra_statements: tuple[str, ...], allow_eval_overlap: bool, seed: int, method: str, epochs: float,
               max_steps: int | None, lr: float | None, batch_size: int, grad_accum: int, warmup_ratio: float,
@@ -129,7 +132,6 @@ def train_cmd(model: str, langs: str, tasks: str, per_task: int, template_langua
     """Statement-tune an encoder; resumable (re-run the same command). Loadable by `bench run --model DIR`."""
     import shutil
 
-    from harness.cli import failure
     from harness.training.mixture import build_mixture, split_statements
     from harness.training.model_setup import LoraSettings
     from harness.training.trainer import (
@@ -165,11 +167,8 @@ def train_cmd(model: str, langs: str, tasks: str, per_task: int, template_langua
     log(f"{len(mixture.statements)} statements ({len(train_part)} train / {len(held_part)} held out) -> {out}")
     trainer = StatementTrainer(cfg, convert(train_part), convert(held_part), out, manifest=mixture.manifest,
                                command=_command_line(), threads=threads, progress=log)
-    try:
+    with resumable(f"the last checkpoint is kept in {out}/checkpoint", then="continue"):
         outcome = trainer.run()
-    except KeyboardInterrupt:
-        raise failure(f"interrupted; the last checkpoint is kept in {out}/checkpoint — re-run the same command "
-                      "to continue", 130) from None
     best = outcome.best
     if best is not None:
         click.echo(f"{out}: best held-out accuracy {100 * best.accuracy:.2f}, F1 {100 * best.f1:.2f} "
