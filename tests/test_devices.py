@@ -12,8 +12,9 @@ import torch
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.efficiency import devices
-from harness.efficiency.devices import (
+from harness.efficiency import profiles as devices
+from harness.efficiency.measure import resolve_profile
+from harness.efficiency.profiles import (
     ALIASES,
     PROFILES,
     DeviceProfile,
@@ -23,7 +24,6 @@ from harness.efficiency.devices import (
     measured_peaks_for,
     profile_table,
 )
-from harness.efficiency.measure import resolve_profile
 from harness.efficiency.spec import MeasureSpec
 from harness.errors import UsageError
 

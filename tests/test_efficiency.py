@@ -15,11 +15,11 @@ from click.testing import CliRunner
 
 from harness.cli import main
 from harness.efficiency.cost import model_cost
-from harness.efficiency.devices import get_profile
 from harness.efficiency.estimate import estimate_record, memory_model, roofline
 from harness.efficiency.loading import load_real
 from harness.efficiency.measure import measure, search
 from harness.efficiency.memory import MemoryTracker, reset_peak_rss, rss_bytes
+from harness.efficiency.profiles import get_profile
 from harness.efficiency.runner import efficiency_run_id, execute_efficiency, plan_efficiency
 from harness.efficiency.spec import MeasureSpec
 from harness.efficiency.timing import latency_stats, percentile

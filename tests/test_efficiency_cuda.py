@@ -341,7 +341,7 @@ def test_child_makes_the_measured_device_current(gpu: FakeCuda, monkeypatch: pyt
 
 def test_planning_compares_the_profile_of_the_named_device(gpu: FakeCuda, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--gpu PROFILE --device cuda:1` is checked against device 1, not device 0."""
-    import harness.efficiency.devices as devices
+    import harness.efficiency.profiles as devices
     from harness.efficiency.runner import local_device_profile_key
 
     asked: list[Any] = []

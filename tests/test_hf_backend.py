@@ -187,7 +187,7 @@ def test_encode_pair_matches_lm_eval(backend: HFCausalBackend, hflm: Any) -> Non
     mismatched = [p for p, a, b in zip(pairs, ours, theirs, strict=True) if a != b]
     assert not mismatched, mismatched[:3]
     # the batched path used by score() agrees with the one-at-a-time public helper
-    assert backend.encoder.encode_pairs(pairs) == ours
+    assert backend.request_encoder.encode_pairs(pairs) == ours
     assert any(c == "" for c, _ in pairs) and all(ctx for ctx, _ in ours)
 
 
@@ -459,7 +459,7 @@ def test_chat_template_matches_lm_eval(backend: HFCausalBackend, hflm: Any) -> N
     from lm_eval.tasks._yaml_loader import load_yaml
 
     chat = backend
-    chat.chat_template = chat.encoder.chat_template = True  # the constructor's check is covered elsewhere
+    chat.chat_template = chat.request_encoder.chat_template = True  # the constructor's check is covered elsewhere
     try:
         root = Path(lm_eval.__file__).parent / "tasks"
         for task, lang, yaml_file in [("xcopa", "et", "xcopa/default_et.yaml"), ("xnli", "de", "xnli/xnli_de.yaml"),
@@ -474,16 +474,16 @@ def test_chat_template_matches_lm_eval(backend: HFCausalBackend, hflm: Any) -> N
             for example, doc in zip(examples.examples, lm_task.eval_docs, strict=True):
                 ctx = lm_task.fewshot_context(doc, 0, apply_chat_template=True, chat_template=hflm.apply_chat_template)
                 theirs = [tuple(i.arguments) for i in lm_task.construct_requests(doc, ctx, apply_chat_template=True)]
-                ours = [chat.encoder.wrap(r.context, r.continuation) for r in BUILDER.build(example)[1]
+                ours = [chat.request_encoder.wrap(r.context, r.continuation) for r in BUILDER.build(example)[1]
                         if isinstance(r, LoglikelihoodRequest)]
                 assert ours == theirs
                 assert [chat.encode_pair(*p) for p in ours] == lm_eval_encodings(hflm, theirs)
         (score,) = chat.score([LoglikelihoodRequest("c/0", 0, "Is the sky blue?", " Yes")])
-        ctx, cont = chat.encode_pair(*chat.encoder.wrap("Is the sky blue?", " Yes"))
+        ctx, cont = chat.encode_pair(*chat.request_encoder.wrap("Is the sky blue?", " Yes"))
         assert ctx[:2] == chat.tokenizer.encode("<|im_start|>system", add_special_tokens=False)
         assert abs(score.value - naive_loglikelihood(chat.model, ctx, cont, chat.max_length)[0]) < 1e-4
     finally:
-        chat.chat_template = chat.encoder.chat_template = False
+        chat.chat_template = chat.request_encoder.chat_template = False
 
 
 @pytest.mark.slow
@@ -499,3 +499,23 @@ def test_chat_template_missing_is_usage_error(smollm2_dir: str, tmp_path: Path) 
     with pytest.raises(UsageError, match="--chat-template") as info:
         HFCausalBackend(_config(str(tmp_path), chat_template=True))
     assert "\n" not in str(info.value)
+
+
+def test_packing_check_says_why_it_is_off_and_lets_other_errors_through(backend: HFCausalBackend,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model whose attention rejects the packed rows turns packing off with the reason in the notes; an
+    error that is not about the mask (here a KeyError, a bug) is not swallowed as "packing off"."""
+    def rejects(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("custom 4D attention masks are not supported\nsecond line")
+
+    monkeypatch.setattr(backend, "_forward_rows", rejects)
+    backend._packing_refusal = None
+    assert backend._check_packing() is False
+    assert backend._packing_refusal == "custom 4D attention masks are not supported"
+
+    def bug(*_: Any, **__: Any) -> Any:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(backend, "_forward_rows", bug)
+    with pytest.raises(KeyError):
+        backend._check_packing()

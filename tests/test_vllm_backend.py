@@ -206,7 +206,7 @@ def test_lora_adapter_goes_through_lora_request(fake_vllm: fake.State, tmp_path:
     (call,) = fake_vllm.engine.generate_calls
     assert call["lora_request"].lora_path == str(adapter) and call["lora_request"].lora_int_id == 1
     tokens = call["prompts"][0]["prompt_token_ids"]
-    (unit,) = backend.encoder.units([req])
+    (unit,) = backend.request_encoder.units([req])
     expected, _ = parse_prompt_logprobs(tokens, fake.prompt_logprobs(tokens, lora=True), len(unit.context))
     assert math.isclose(score.value, expected)  # the adapter's log-probabilities, not the base model's
     info = backend.info()
@@ -231,7 +231,7 @@ def test_adapters_vllm_cannot_serve_are_refused(fake_vllm: fake.State, tmp_path:
 def test_max_length_becomes_max_model_len(fake_vllm: fake.State):
     backend = vllm_backend(max_length=1024)
     assert fake_vllm.engine.kwargs["max_model_len"] == 1024
-    assert backend.info().max_length == 1024 and backend.encoder.max_length == 1024
+    assert backend.info().max_length == 1024 and backend.request_encoder.max_length == 1024
     with pytest.raises(UsageError, match="--max-length"):
         vllm_backend(max_length=1)
 
@@ -298,7 +298,7 @@ def test_scores_follow_prompt_logprobs(fake_vllm: fake.State):
     scores = backend.score(reqs)
     (call,) = fake_vllm.engine.generate_calls
     assert call["lora_request"] is None and call["sampling_params"].kwargs["prompt_logprobs"] == 1
-    units = backend.encoder.units(reqs)
+    units = backend.request_encoder.units(reqs)
     for unit, prompt, score in zip(units, call["prompts"], scores, strict=True):
         tokens = prompt["prompt_token_ids"]
         expected, _ = parse_prompt_logprobs(tokens, fake.prompt_logprobs(tokens, lora=False), len(unit.context))
@@ -312,7 +312,7 @@ def test_requests_cut_to_the_window_are_flagged_truncated(fake_vllm: fake.State)
     reqs = [LoglikelihoodRequest("xcopa/et/test/0", 0, "Hi. ", "Yes.", "Yes."),
             LoglikelihoodRequest("xcopa/et/test/0", 1, "The man went home because it was late at night. ",
                                  "He slept.", "He slept.")]
-    units = backend.encoder.units(reqs)
+    units = backend.request_encoder.units(reqs)
     lengths = [len(u.context) + len(u.continuation) for u in units]
     assert lengths[0] <= 11 < lengths[1]
     scores = backend.score(reqs)

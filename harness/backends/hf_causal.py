@@ -56,7 +56,6 @@ _DEFAULT_TOKEN_BUDGET = {"cpu": 4096, "cuda": 65536}
 #: auto batch: rows shorter than this fraction of the batch's longest row start a new batch (padding <= 20%)
 _MIN_FILL = 0.8
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
-_FALLBACK_MODEL = "gemma3-270m"
 #: packing: inputs sharing at least this many leading tokens share one row (up to this many inputs per row,
 #: and rows of at most _PACK_MAX_LENGTH tokens, and never longer than a sliding attention window)
 _PACK_MIN_SHARED = 8
@@ -87,8 +86,8 @@ def _check_tolerances(dtype: torch.dtype) -> _Tolerance:
 
 
 def default_model() -> str:
-    """``harness.models.presets.DEFAULT_CAUSAL`` when defined, else gemma3-270m."""
-    return str(getattr(presets, "DEFAULT_CAUSAL", _FALLBACK_MODEL))
+    """The default causal-LM preset (``harness.models.presets.DEFAULT_CAUSAL``)."""
+    return presets.DEFAULT_CAUSAL
 
 
 Tokens = tuple[int, ...]
@@ -225,14 +224,15 @@ class HFCausalBackend(LoadedModelMixin):
         self.add_bos = config.add_bos
         self.chat_template = bool(config.chat_template)
         # lm-eval's tokenisation, chat wrapping and judge pairs: shared with the vLLM backend
-        self.encoder = CausalRequestEncoder(self.tokenizer, prompt=config.prompt, add_bos=config.add_bos,
+        self.request_encoder = CausalRequestEncoder(self.tokenizer, prompt=config.prompt, add_bos=config.add_bos,
                                             chat_template=self.chat_template, max_length=self.max_length,
                                             ref=self.ref)
-        self.prefix_token_id = self.encoder.prefix_token_id
-        self._prefix_text = self.encoder._prefix_text
+        self.prefix_token_id = self.request_encoder.prefix_token_id
+        self._prefix_text = self.request_encoder._prefix_text
         self._head_mode = self._check_head()
         self._pack_limit = self._packing_limit()
         self._packing = False
+        self._packing_refusal: str | None = None
         self._packing = self._check_packing()
 
         if mode == "loglikelihood":
@@ -246,7 +246,8 @@ class HFCausalBackend(LoadedModelMixin):
         notes.append(f"add_bos: {bos_default}; empty contexts start with token {self.prefix_token_id} "
                      f"({self._prefix_text!r})")
         notes.append("packing: inputs sharing a prefix share one row (4D mask), checked at load time"
-                     if self._packing else "packing: off")
+                     if self._packing else "packing: off" + (f" (the probe failed: {self._packing_refusal})"
+                                                            if self._packing_refusal else ""))
         if self._head_mode != "logits_to_keep":
             notes.append(f"continuation logits via {self._head_mode}")
         if self._autocast:
@@ -405,7 +406,11 @@ class HFCausalBackend(LoadedModelMixin):
                     diff = (got[member] - torch.log_softmax(logits.float(), dim=-1)).abs()
                     if not (float(diff.max()) <= max_tol and float(diff.mean()) <= mean_tol):  # NaN fails too
                         return False
-        except Exception:  # a model whose attention rejects custom 4D masks: no packing
+        except torch.cuda.OutOfMemoryError:
+            raise  # not a verdict on packing: the caller's out-of-memory handling applies
+        except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
+            # a model whose attention rejects custom 4D masks or explicit positions: no packing, and say why
+            self._packing_refusal = one_line(err)
             return False
         finally:
             self._autocast = autocast
@@ -446,15 +451,15 @@ class HFCausalBackend(LoadedModelMixin):
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None) -> list[int]:
         """Exactly lm-eval 0.4.13 ``HFLM.tok_encode`` (without left truncation)."""
-        return self.encoder.tok_encode(string, add_special_tokens)
+        return self.request_encoder.tok_encode(string, add_special_tokens)
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """(context tokens, continuation tokens) exactly as lm-eval 0.4.13 tokenises a loglikelihood request."""
-        return self.encoder.encode_pair(context, continuation)
+        return self.request_encoder.encode_pair(context, continuation)
 
     @property
     def prompt_version(self) -> str | None:
-        return self.encoder.prompt_version
+        return self.request_encoder.prompt_version
 
     @property
     def numerics(self) -> dict[str, bool]:
@@ -616,10 +621,10 @@ class HFCausalBackend(LoadedModelMixin):
             raise ScoreError(f"hf backend for {self.ref} was closed")
         if not requests:
             return []
-        encoded = self.encoder.units(requests)
+        encoded = self.request_encoder.units(requests)
         units = [self._unit(list(e.context), list(e.continuation), e.where) for e in encoded]
         raw = self._score_units(units)
-        return self.encoder.scores(encoded, raw, truncated=[u.truncated for u in units])
+        return self.request_encoder.scores(encoded, raw, truncated=[u.truncated for u in units])
 
 
 __all__ = ["HFCausalBackend", "default_model"]

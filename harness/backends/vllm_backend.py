@@ -283,17 +283,17 @@ class VLLMBackend:
         model_config = engine.model_config
         self.dtype = str(getattr(model_config, "dtype", dtype)).removeprefix("torch.")  # "auto" resolved by vLLM
         max_length = int(getattr(model_config, "max_model_len", None) or config.max_length or 2048)
-        self.encoder = CausalRequestEncoder(tokenizer, prompt=config.prompt, add_bos=config.add_bos,
+        self.request_encoder = CausalRequestEncoder(tokenizer, prompt=config.prompt, add_bos=config.add_bos,
                                             chat_template=config.chat_template, max_length=max_length,
                                             ref=self.ref)
-        self.request_kind = self.encoder.request_kind
+        self.request_kind = self.request_encoder.request_kind
         self.revision = base.revision
         if adapter_dir is not None:
             from harness.models.cache import fingerprint
 
             self.revision = f"{base.revision or 'unknown'}+adapter:{fingerprint(adapter_dir)}"
         notes.extend(self._engine_notes(vllm, rank))
-        notes.extend(self.encoder.notes)
+        notes.extend(self.request_encoder.notes)
         self.notes = tuple(dict.fromkeys(notes))
 
     def _tokenizer(self) -> Any:
@@ -354,20 +354,21 @@ class VLLMBackend:
 
         return ModelInfo(backend=self.name, model=self.ref, path=self.base.path if self.base.is_local else None,
                          revision=self.revision, adapter=self.adapter_dir, dtype=self.dtype, device=self.device,
-                         num_parameters=None, max_length=self.encoder.max_length, threads=None, notes=self.notes,
+                         num_parameters=None, max_length=self.request_encoder.max_length, threads=None,
+                         notes=self.notes,
                          base_model=self.base.preset or self.base.ref,
                          training=read_training_recipe(self.adapter_dir))
 
     def score(self, requests: Sequence[Request]) -> list[Score]:
-        units = self.encoder.units(requests)
-        windows = [vllm_window(u, self.encoder.max_length) for u in units]
+        units = self.request_encoder.units(requests)
+        windows = [vllm_window(u, self.request_encoder.max_length) for u in units]
         prompts = [{"prompt_token_ids": tokens} for tokens, _ in windows]
         outputs = self.llm.generate(prompts, self.sampling, use_tqdm=False, lora_request=self.lora_request)
         raw = [parse_prompt_logprobs(tokens, out.prompt_logprobs, ctxlen)
                for (tokens, ctxlen), out in zip(windows, outputs, strict=True)]
         # vllm_window keeps the last max_length - 1 tokens: a longer request lost its start (flagged, as hf does)
-        truncated = [len(u.context) + len(u.continuation) > self.encoder.max_length - 1 for u in units]
-        return self.encoder.scores(units, raw, truncated=truncated)
+        truncated = [len(u.context) + len(u.continuation) > self.request_encoder.max_length - 1 for u in units]
+        return self.request_encoder.scores(units, raw, truncated=truncated)
 
     def close(self) -> None:
         if hasattr(self, "llm"):

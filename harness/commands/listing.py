@@ -74,7 +74,7 @@ def list_models() -> None:
 @one_line_errors
 def list_devices() -> None:
     """Device profiles for `bench efficiency --gpu` (dense peaks, datasheet sources)."""
-    from harness.efficiency.devices import ALIASES, profile_table
+    from harness.efficiency.profiles import ALIASES, profile_table
     from harness.reports.tables import markdown_table
 
     def num(value: object) -> str:

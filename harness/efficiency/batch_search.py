@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from harness.errors import one_line
+
 StopReason = Literal["oom", "cap"]
 
 
@@ -95,7 +97,7 @@ def search_max_batch(try_batch: Callable[[int], object], *, cap: int,
         except BaseException as err:
             if not is_oom(err):
                 raise
-            failure = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            failure = one_line(err, limit=100_000)
         if failure is not None:
             # only now, past the except block, are the traceback's frames (and the failed batch's tensors) gone:
             # torch.cuda.empty_cache releases only unoccupied cached blocks

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from harness.efficiency.cost import ModelCost
-from harness.efficiency.devices import DeviceProfile
+from harness.efficiency.profiles import DeviceProfile
 from harness.efficiency.workload import Workload
 
 #: CUDA context + cuBLAS/cuDNN workspaces + what torch's allocator cannot hand out: kept free of the estimate.

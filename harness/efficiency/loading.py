@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from harness.efficiency.cost import model_cost, two_label
-from harness.efficiency.devices import DeviceProfile
 from harness.efficiency.memory import GB, available_memory_bytes
+from harness.efficiency.profiles import DeviceProfile
 from harness.efficiency.spec import MeasureSpec
 from harness.errors import ModelError, UsageError
 

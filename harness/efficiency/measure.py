@@ -19,15 +19,6 @@ import torch
 
 from harness.efficiency.batch_search import MaxBatch, is_out_of_memory, linear_guess, search_max_batch
 from harness.efficiency.cost import ModelCost, build_on_meta, model_cost
-from harness.efficiency.devices import (
-    DeviceProfile,
-    MeasuredPeaks,
-    get_profile,
-    local_cpu_profile,
-    measured_cuda_profile,
-    measured_peaks_for,
-    profile_of_cuda_device,
-)
 from harness.efficiency.energy import EnergyMeter, open_energy_meter
 from harness.efficiency.estimate import estimate_record
 from harness.efficiency.loading import (
@@ -42,10 +33,19 @@ from harness.efficiency.loading import (
     tokenizer_for,
 )
 from harness.efficiency.memory import GB, MemoryTracker, available_memory_bytes, release_memory, rss_bytes
+from harness.efficiency.profiles import (
+    DeviceProfile,
+    MeasuredPeaks,
+    get_profile,
+    local_cpu_profile,
+    measured_cuda_profile,
+    measured_peaks_for,
+    profile_of_cuda_device,
+)
 from harness.efficiency.spec import MeasureSpec
 from harness.efficiency.timing import latency_stats, timed
 from harness.efficiency.workload import Workload, build_workload
-from harness.errors import UsageError
+from harness.errors import UsageError, one_line
 
 #: Without --memory-limit a CPU search stops at this share of the memory available at start.
 CPU_DEFAULT_LIMIT_SHARE = 0.8
@@ -300,7 +300,7 @@ def measure(spec: MeasureSpec, log: Callable[[str], None] = lambda _m: None) -> 
                 except BaseException as err:
                     if not is_out_of_memory(err):
                         raise
-                    oom = str(err).splitlines()[0] if str(err) else type(err).__name__
+                    oom = one_line(err, limit=100_000)
                 if oom is not None:  # released past the except block, where the traceback no longer holds the tensors
                     release_memory(device)
                     point = {"batch_size": b, "label": lab, "error": f"out of memory: {oom}"}

@@ -64,7 +64,7 @@ def local_device_profile_key(device: str = "auto") -> str:
     the local CPU (``cpu``, or no CUDA device)."""
     import torch
 
-    from harness.efficiency.devices import profile_of_cuda_device
+    from harness.efficiency.profiles import profile_of_cuda_device
 
     value = device.strip().lower()
     if value != "cpu" and torch.cuda.is_available():
@@ -76,7 +76,7 @@ def local_device_profile_key(device: str = "auto") -> str:
 
 def plan_efficiency(models: Sequence[str] | None, base: MeasureSpec, output_dir: str) -> EfficiencyConfig:
     """Check every option before any child starts; decide measure / estimate per the device at hand."""
-    from harness.efficiency.devices import get_profile
+    from harness.efficiency.profiles import get_profile
     from harness.models.presets import PRESETS
     from harness.tasks.specs import get_task
 

@@ -299,7 +299,7 @@ class EfficiencyModel(SubRecord):
 
 @dataclass(eq=False)
 class DeviceProfileInfo(SubRecord):
-    """The device profile the ceilings come from (`harness.efficiency.devices.DeviceProfile`)."""
+    """The device profile the ceilings come from (`harness.efficiency.profiles.DeviceProfile`)."""
 
     key: str | None = None
     name: str | None = None

@@ -514,7 +514,7 @@ class StatementTrainer:
                     "best": asdict(best) if best else None, "history": [asdict(h) for h in history],
                     "seconds": prior_seconds + time.perf_counter() - loop_started}
 
-        def maybe_evaluate(epoch_float: float) -> None:
+        def evaluate_and_keep_best(epoch_float: float) -> None:
             nonlocal best
             record = self.evaluate(model, held_ids, held_labels, held_groups, pad, step, epoch_float)
             history.append(record)
@@ -556,7 +556,7 @@ class StatementTrainer:
                         self.log(f"step {step}/{total_steps}: train loss {sum(running) / len(running):.4f}")
                         running = []
                     if step % cfg.eval_every == 0 or step == total_steps:
-                        maybe_evaluate(epoch + (b + 1) / len(order))
+                        evaluate_and_keep_best(epoch + (b + 1) / len(order))
                         self._save_checkpoint(model, optimizer, scheduler, snapshot(epoch, b + 1), scaler)
                     if step >= total_steps:
                         break
