@@ -19,12 +19,12 @@ import hashlib
 import json
 import os
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.errors import DataError, UsageError, one_line
+from harness.packaged import parse_jsonl_text, read_manifest, read_verified, verified_rows
 from harness.tasks.specs import check_language, check_split, get_task, load_registry
 from harness.tasks.taskfile import DataFile, TaskSpec
 
@@ -59,7 +59,6 @@ class RowSet:
 
 _ROWS_CACHE: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
 _QUESTIONS_CACHE: dict[tuple[Any, ...], dict[str, list[str]]] = {}
-_MANIFEST_CACHE: dict[tuple[Any, ...], dict[str, Any]] = {}
 _FILE_SHA: dict[tuple[Any, ...], str] = {}  # sha256 of a task file's data file, by the same key as its rows
 
 
@@ -79,28 +78,8 @@ def _dir(given: Path | str | None) -> Path:
 
 def manifest(data_dir: Path | None = None) -> dict[str, Any]:
     """The parsed ``manifest.json`` of the packaged data (DataError if missing or malformed)."""
-    path = _dir(data_dir) / MANIFEST_NAME
-    try:
-        st = path.stat()
-    except OSError:
-        raise DataError(f"{path}: packaged data manifest is missing; reinstall statement-bench") from None
-    key = (str(path), st.st_mtime_ns, st.st_size)
-    cached = _MANIFEST_CACHE.get(key)
-    if cached is None:
-        try:
-            cached = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DataError(f"{path}: unreadable manifest ({_reason(exc)}); reinstall statement-bench") \
-                from None
-        if not isinstance(cached, dict) or not isinstance(cached.get("tasks"), dict):
-            raise DataError(f"{path}: malformed manifest (no 'tasks' object); reinstall statement-bench")
-        if cached.get("format_version") != FORMAT_VERSION:
-            raise DataError(f"{path}: manifest format_version {cached.get('format_version')!r} is not "
-                            f"{FORMAT_VERSION}; reinstall statement-bench")
-        if len(_MANIFEST_CACHE) > 16:
-            _MANIFEST_CACHE.clear()
-        _MANIFEST_CACHE[key] = cached
-    return cached
+    return read_manifest(_dir(data_dir) / MANIFEST_NAME, what="packaged data", reinstall=REINSTALL,
+                         format_version=FORMAT_VERSION, top_key="tasks")
 
 
 def _entry(man: dict[str, Any], ddir: Path, task: str, split: str, language: str) -> dict[str, Any]:
@@ -117,76 +96,19 @@ def _entry(man: dict[str, Any], ddir: Path, task: str, split: str, language: str
 
 def _read_verified(ddir: Path, rel: str, expected: str) -> tuple[Path, bytes]:
     path = ddir / rel
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: packaged data file cannot be read ({_reason(exc)}); "
-                        "reinstall statement-bench") from None
-    got = hashlib.sha256(data).hexdigest()
-    if got != expected:
-        raise DataError(f"{path}: checksum mismatch (expected {expected[:12]}..., got {got[:12]}...); "
-                        f"{REINSTALL}")
-    return path, data
-
-
-def parse_jsonl_gz(path: Path, data: bytes, reinstall: str = REINSTALL,
-                   check: Callable[[dict[str, Any], int], None] | None = None) -> list[dict[str, Any]]:
-    """Rows of a packaged gzip JSON Lines file; ``check(row, line)`` may raise ValueError for a bad row.
-    Every failure is one DataError naming the file (and line)."""
-    try:
-        text = gzip.decompress(data).decode("utf-8")
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: corrupt or truncated gzip data ({_reason(exc)}); {reinstall}") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 ({_reason(exc)}); {reinstall}") from None
-    return parse_jsonl_text(path, text, reinstall, check)
-
-
-def parse_jsonl_text(path: Path, text: str, reinstall: str,
-                     check: Callable[[dict[str, Any], int], None] | None = None) -> list[dict[str, Any]]:
-    """Rows of JSON Lines text (see `parse_jsonl_gz`)."""
-    rows: list[dict[str, Any]] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: line {n}: bad JSON ({exc.msg}); {reinstall}") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}: line {n}: not a JSON object; {reinstall}")
-        if check is not None:
-            try:
-                check(row, n)
-            except ValueError as exc:
-                raise DataError(f"{path}: {_reason(exc)}; {reinstall}") from None
-        rows.append(row)
-    return rows
+    return path, read_verified(path, expected, what="packaged data", reinstall=REINSTALL)
 
 
 def _load_packaged(spec: TaskSpec, language: str, split: str, ddir: Path) -> RowSet:
-    task = spec.name
-    man = manifest(ddir)
-    info = _entry(man, ddir, task, split, language)
+    info = _entry(manifest(ddir), ddir, spec.name, split, language)
     rel = str(info["file"])
     path = ddir / rel
-    try:
-        st = path.stat()
-    except OSError:
-        raise DataError(f"{path}: packaged data file is missing; reinstall statement-bench") from None
-    key = (str(ddir.resolve()), task, split, language, info["sha256"], st.st_mtime_ns, st.st_size)
-    rows = _ROWS_CACHE.get(key)
-    if rows is None:
-        path, data = _read_verified(ddir, rel, str(info["sha256"]))
-        rows = parse_jsonl_gz(path, data)
-        if len(rows) != info["rows"]:
-            raise DataError(f"{path}: {len(rows)} rows, the manifest says {info['rows']}; {REINSTALL}")
-        want = spec.rows(split, language)
-        if len(rows) != want:
-            raise DataError(f"{path}: {len(rows)} rows, task file {spec.path} expects {want}")
-        _ROWS_CACHE[key] = rows
-    return RowSet(task=task, language=language, split=split, rows=[dict(r) for r in rows], source="packaged",
-                  location=rel, sha256=str(info["sha256"]), derived=bool(info.get("derived", False)),
+    rows = verified_rows(path, str(info["sha256"]), int(info["rows"]), what="packaged data", reinstall=REINSTALL)
+    want = spec.rows(split, language)
+    if len(rows) != want:
+        raise DataError(f"{path}: {len(rows)} rows, task file {spec.path} expects {want}")
+    return RowSet(task=spec.name, language=language, split=split, rows=rows, source="packaged", location=rel,
+                  sha256=str(info["sha256"]), derived=bool(info.get("derived", False)),
                   note=str(info.get("note", "")))
 
 

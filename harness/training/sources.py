@@ -9,21 +9,15 @@ sha256 before it is parsed.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DataError, UsageError, one_line
-from harness.tasks.loading import parse_jsonl_gz
+from harness.errors import DataError, UsageError
+from harness.packaged import read_manifest, verified_rows
 from harness.training.rows import ROW_FIELDS, check_row
-
-#: an exception as one line, whole (parser errors carry the detail on later lines)
-_reason = functools.partial(one_line, limit=200, join_lines=True)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 ENV_DATA_DIR = "BENCH_TRAIN_DATA_DIR"
@@ -51,34 +45,12 @@ def data_dir() -> Path:
 
 
 
-def _stat_key(path: Path) -> tuple[str, int, int]:
-    st = path.stat()
-    return str(path.resolve()), st.st_mtime_ns, st.st_size
-
-
 # ----------------------------------------------------------------------------------------------- manifest
 
 def _manifest() -> dict[str, Any]:
     path = data_dir() / MANIFEST_NAME
-    try:
-        key = _stat_key(path)
-    except OSError:
-        raise DataError(f"{path}: training data manifest is missing; reinstall statement-bench") from None
-    return _parse_manifest(*key)
-
-
-@functools.lru_cache(maxsize=8)
-def _parse_manifest(path_str: str, mtime_ns: int, size: int) -> dict[str, Any]:
-    path = Path(path_str)
-    try:
-        man = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable training data manifest ({_reason(exc)}); {REINSTALL}") from None
-    if not isinstance(man, dict) or not isinstance(man.get("sources"), dict):
-        raise DataError(f"{path}: malformed training data manifest (no 'sources' object); {REINSTALL}")
-    if man.get("format_version") != FORMAT_VERSION:
-        raise DataError(f"{path}: training data manifest format_version {man.get('format_version')!r} is not "
-                        f"{FORMAT_VERSION}; reinstall statement-bench")
+    man = read_manifest(path, what="training data", reinstall=REINSTALL, format_version=FORMAT_VERSION,
+                        top_key="sources")
     for name, info in man["sources"].items():
         try:
             langs = info["languages"]
@@ -134,24 +106,6 @@ def _entry(source: str, language: str) -> tuple[TrainSource, dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------------------- rows
 
-@functools.lru_cache(maxsize=256)
-def _parse_rows(path_str: str, mtime_ns: int, size: int, expected: str, task_type: str,
-                want_rows: int) -> tuple[dict[str, Any], ...]:
-    path = Path(path_str)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: training data file cannot be read ({_reason(exc)}); {REINSTALL}") from None
-    got = hashlib.sha256(data).hexdigest()
-    if got != expected:
-        raise DataError(f"{path}: checksum mismatch (expected {expected[:12]}..., got {got[:12]}...); {REINSTALL}")
-    rows = parse_jsonl_gz(path, data, REINSTALL,
-                          check=lambda row, n: check_row(task_type, row, f"line {n}"))
-    if len(rows) != want_rows:
-        raise DataError(f"{path}: {len(rows)} rows, the manifest says {want_rows}; {REINSTALL}")
-    return tuple(rows)
-
-
 def load_rows(source: str, language: str) -> list[dict[str, Any]]:
     """The packaged rows of ``source`` in ``language`` (fresh copies: callers may change them).
 
@@ -159,13 +113,9 @@ def load_rows(source: str, language: str) -> list[dict[str, Any]]:
     does not match its manifest sha256.
     """
     src, entry = _entry(source, language)
-    path = data_dir() / str(entry["file"])
-    try:
-        key = _stat_key(path)
-    except OSError:
-        raise DataError(f"{path}: training data file is missing; reinstall statement-bench") from None
-    rows = _parse_rows(*key, str(entry["sha256"]), src.task_type, int(entry["rows"]))
-    return [{k: list(v) if isinstance(v, list) else v for k, v in row.items()} for row in rows]
+    return verified_rows(data_dir() / str(entry["file"]), str(entry["sha256"]), int(entry["rows"]),
+                         what="training data", reinstall=REINSTALL,
+                         check=lambda row, n: check_row(src.task_type, row, f"line {n}"))
 
 
 def data_checksums(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
