@@ -40,6 +40,7 @@ from harness.errors import BenchError, ModelError, ScoreError, UsageError, one_l
 from harness.lmeval import lm_eval_version, require_lm_eval, version_notes
 from harness.lmeval import task_yaml as ty
 from harness.tasks.examples import ExampleSet
+from harness.tasks.registry import get_task
 
 # the prompt format, as the `hf` backend's LMEvalRequestBuilder names it (lm-eval 0.4.13 zero-shot prompts);
 # with another lm-eval installed the bridge records that version instead (its configs build the prompts)
@@ -66,12 +67,13 @@ def lmeval_token_split(lm: Any, context: str, continuation: str) -> tuple[list[i
 def _doc_rows(es: ExampleSet, examples: Sequence[Example]) -> list[dict[str, Any]]:
     """The rows lm-eval reads for ``examples`` (the example set's rows, at each example's index)."""
     rows = es.rowset.rows
+    spec = get_task(es.task)  # once, not per row
     docs = []
     for ex in examples:
         if not 0 <= ex.index < len(rows):
             raise UsageError(f"{ex.example_id}: row {ex.index} is not in {es.rowset.location}")
         # the example's doc carries what a --task-option variant changed (e.g. a corrected field)
-        docs.append(ty.to_lmeval_doc(es.task, dict(ex.doc) if ex.doc else rows[ex.index]))
+        docs.append(ty.to_lmeval_doc(spec, dict(ex.doc) if ex.doc else rows[ex.index]))
     return docs
 
 

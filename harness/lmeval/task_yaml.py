@@ -271,7 +271,7 @@ def write_task(out_dir: Path, task: str, language: str, split: str, rows: list[d
     if not rows:
         raise UsageError(f"{task}/{language}/{split}: no rows to write for lm-eval")
     out_dir = Path(out_dir)
-    data_file = write_data(out_dir, task, language, split, [to_lmeval_doc(task, r) for r in rows])
+    data_file = write_data(out_dir, task, language, split, [to_lmeval_doc(spec, r) for r in rows])
     cfg = task_config(task, language, split, data_file, out_dir / CACHE_SUBDIR)
     name = str(cfg["task"])
     yaml_path = out_dir / task / f"{name}.yaml"

@@ -115,15 +115,27 @@ class TaskPrompt:
     def _render(self, template: str, doc: Mapping[str, Any]) -> str:
         return str(_template(template).render(**doc))
 
+    def _from_string(self, spec: str, doc: Mapping[str, Any], features: set[str], *, lists: bool = False) -> Any:
+        """A field of the doc, or the rendered template: an all-digit result is an int, and (targets) a list
+        literal is a list, as lm-eval reads them."""
+        if spec in features:
+            return doc[spec]
+        rendered = self._render(spec, doc)
+        if rendered.isdigit():
+            return ast.literal_eval(rendered)
+        if lists and len(rendered) >= 2 and rendered[0] == "[" and rendered[-1] == "]":
+            try:
+                return ast.literal_eval(rendered)
+            except (SyntaxError, ValueError):
+                return rendered
+        return rendered
+
     def text(self, doc: Mapping[str, Any], features: set[str]) -> str | int:
         spec = self.doc_to_text
         if isinstance(spec, int):
             return spec
         if isinstance(spec, str):
-            if spec in features:
-                return doc[spec]
-            rendered = self._render(spec, doc)
-            return ast.literal_eval(rendered) if rendered.isdigit() else rendered
+            return self._from_string(spec, doc, features)
         if callable(spec):
             return spec(doc)
         raise UsageError(f"task {self.task!r}: lm_eval.doc_to_text must be a field, a template or !function")
@@ -148,17 +160,7 @@ class TaskPrompt:
         if isinstance(spec, int):
             return spec
         if isinstance(spec, str):
-            if spec in features:
-                return doc[spec]
-            rendered = self._render(spec, doc)
-            if rendered.isdigit():
-                return ast.literal_eval(rendered)
-            if len(rendered) >= 2 and rendered[0] == "[" and rendered[-1] == "]":
-                try:
-                    return ast.literal_eval(rendered)
-                except (SyntaxError, ValueError):
-                    return rendered
-            return rendered
+            return self._from_string(spec, doc, features, lists=True)
         if isinstance(spec, list):
             return spec
         if callable(spec):
