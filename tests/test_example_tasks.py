@@ -18,15 +18,14 @@ import csv
 import hashlib
 import io
 import json
-import logging
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
+from lmeval_rows import configurable_task
 
 from harness.cli import main
 from harness.prompts.lm_eval_prompts import LMEvalRequestBuilder
@@ -147,31 +146,14 @@ def test_licence_notices_beside_the_data() -> None:
 
 # -------------------------------------------------------------------------------- parity with lm-eval, per request
 
-@pytest.fixture(scope="module")
-def quiet_lm_eval() -> Iterator[None]:
-    pytest.importorskip("lm_eval")
-    loggers = [logging.getLogger(n) for n in ("lm_eval", "lm-eval", "lm_eval.api.task")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    yield
-    for lg, level in zip(loggers, levels, strict=True):
-        lg.setLevel(level)
+
 
 
 def lm_eval_task(config: str, rows: list[dict[str, Any]]) -> Any:
-    """lm-eval's own ConfigurableTask from its packaged YAML (lm_eval/tasks/<config>), over ``rows`` (every split
-    it names): offline, no dataset download."""
-    import datasets
+    """lm-eval's own task from its packaged YAML (lm_eval/tasks/<config>) over ``rows``."""
     import lm_eval
-    from lm_eval.api.task import ConfigurableTask
-    from lm_eval.tasks._yaml_loader import load_yaml
 
-    cfg = dict(load_yaml(str(Path(lm_eval.__file__).parent / "tasks" / config), resolve_func=True))
-    splits = {cfg.get(k) for k in ("training_split", "validation_split", "test_split", "fewshot_split")} - {None}
-    table = datasets.Dataset.from_list(rows)
-    cfg["custom_dataset"] = lambda **_: datasets.DatasetDict({str(s): table for s in splits})
-    return ConfigurableTask(config=cfg)
+    return configurable_task(Path(lm_eval.__file__).parent / "tasks" / config, rows)
 
 
 @pytest.mark.parametrize(("task_file", "config", "read_rows", "n"), [

@@ -8,11 +8,10 @@ that ``fewshot_context(doc, 0)`` + ``construct_requests`` give exactly our (cont
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from lmeval_rows import configurable_task
 
 from harness.core import Example, LoglikelihoodRequest
 from harness.errors import DataError, UsageError
@@ -151,32 +150,15 @@ CASES = [(task, lang) for task, spec in TASKS.items() if spec.lm_eval and spec.l
 
 
 @pytest.fixture(scope="module")
-def lm_eval_index() -> Iterator[Any]:
-    pytest.importorskip("lm_eval")
+def lm_eval_index(quiet_lm_eval: None) -> Any:
     from lm_eval.tasks import TaskManager
 
-    quiet = [logging.getLogger(n) for n in ("lm_eval", "lm-eval", "lm_eval.api.task")]
-    levels = [lg.level for lg in quiet]
-    for lg in quiet:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield TaskManager().task_index
-    finally:
-        for lg, level in zip(quiet, levels, strict=True):
-            lg.setLevel(level)
+    return TaskManager().task_index
 
 
 def lm_eval_task(index: Any, name: str, rows: list[dict[str, Any]]) -> Any:
     """lm-eval's ConfigurableTask for `name`, from its packaged yaml, over `rows` (every split it names)."""
-    import datasets
-    from lm_eval.api.task import ConfigurableTask
-    from lm_eval.tasks._yaml_loader import load_yaml
-
-    cfg = dict(load_yaml(index[name].yaml_path, resolve_func=True))
-    splits = {cfg.get(k) for k in ("training_split", "validation_split", "test_split", "fewshot_split")} - {None}
-    table = datasets.Dataset.from_list(rows)
-    cfg["custom_dataset"] = lambda **_: datasets.DatasetDict({str(s): table for s in splits})
-    return ConfigurableTask(config=cfg)
+    return configurable_task(index[name].yaml_path, rows)
 
 
 def lm_eval_requests(task: Any, doc: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str], int]:

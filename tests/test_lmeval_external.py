@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -277,18 +276,7 @@ def test_mixed_with_builtin_tasks_and_langs(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ real models
 
-@pytest.fixture
-def threads() -> Iterator[int]:
-    import os
 
-    import torch
-
-    before = torch.get_num_threads()
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    n = max(1, min(before, (os.cpu_count() or 1) // max(workers, 1)))
-    torch.set_num_threads(n)
-    yield n
-    torch.set_num_threads(before)
 
 
 @pytest.mark.slow

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -39,18 +38,7 @@ def _parity_module() -> ModuleType:
     return module
 
 
-@pytest.fixture
-def threads() -> Iterator[int]:
-    """Torch threads for this test: the CPU cores shared fairly among pytest-xdist workers (oversubscribed
-    threads slow torch down several-fold); the previous setting is restored afterwards."""
-    import torch
 
-    before = torch.get_num_threads()
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    n = max(1, min(before, (os.cpu_count() or 1) // max(workers, 1)))
-    torch.set_num_threads(n)
-    yield n
-    torch.set_num_threads(before)
 
 
 @pytest.mark.slow

@@ -244,23 +244,7 @@ def user_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return tasks, base / "runs"
 
 
-@pytest.fixture
-def figure_texts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every text drawn on the report's figures (titles, legend entries, labels)."""
-    from matplotlib.figure import Figure
-    from matplotlib.text import Text
 
-    from harness.reports import plots
-
-    seen: list[str] = []
-    save = plots._save
-
-    def recording_save(fig: Figure, path: Path) -> Path:
-        seen.extend(t.get_text() for t in fig.findobj(Text) if t.get_text())
-        return save(fig, path)
-
-    monkeypatch.setattr(plots, "_save", recording_save)
-    return seen
 
 
 def _rewrite(src: Path, dest: Path, edit: Any) -> Path:

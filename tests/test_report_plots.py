@@ -89,21 +89,7 @@ def assert_png(path: Path, width: int | None = None, height: int | None = None) 
     return w, h
 
 
-@pytest.fixture
-def texts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every text drawn on the figures saved during a test (titles, axis labels, annotations, legend entries)."""
-    from matplotlib.figure import Figure
-    from matplotlib.text import Text
 
-    seen: list[str] = []
-    save = plots._save
-
-    def recording_save(fig: Figure, path: Path) -> Path:
-        seen.extend(t.get_text() for t in fig.findobj(Text) if t.get_text())
-        return save(fig, path)
-
-    monkeypatch.setattr(plots, "_save", recording_save)
-    return seen
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -151,27 +137,27 @@ def test_heatmap_matrix_values() -> None:
     assert heatmap_matrix(pd.DataFrame(), "xcopa").empty
 
 
-def test_language_heatmap_png(tmp_path: Path, texts: list[str]) -> None:
+def test_language_heatmap_png(tmp_path: Path, figure_texts: list[str]) -> None:
     out = language_heatmap(make_accuracy(), "xnli", tmp_path / "figs" / "heat.png", title="XNLI", chance=100 / 3)
     assert out == tmp_path / "figs" / "heat.png"
     w, h = assert_png(out)
     assert 600 <= w <= 1200 and 300 <= h <= 900 and w > h
     cells = {"50.0", "–", "40.0", "45.0", "60.0", "30.0", "35.0", "41.0"}  # one decimal, NaN as a dash
-    assert cells <= set(texts)
-    assert texts.count("35.0") == 2
-    assert {"accuracy (%)", "language", "model", ENC, SMOL, GEMMA, "de", "en", "sw"} <= set(texts)
-    assert any(t.startswith("XNLI:") and "white = chance (33.3%)" in t for t in texts)  # title and chance
+    assert cells <= set(figure_texts)
+    assert figure_texts.count("35.0") == 2
+    assert {"accuracy (%)", "language", "model", ENC, SMOL, GEMMA, "de", "en", "sw"} <= set(figure_texts)
+    assert any(t.startswith("XNLI:") and "white = chance (33.3%)" in t for t in figure_texts)  # title and chance
 
 
-def test_language_heatmap_without_chance(tmp_path: Path, texts: list[str]) -> None:
+def test_language_heatmap_without_chance(tmp_path: Path, figure_texts: list[str]) -> None:
     """A task of unknown chance: a sequential colormap, the raw name as title, no chance claimed."""
     out = language_heatmap(make_accuracy(), "xnli", tmp_path / "heat.png")
     assert out is not None
-    title = next(t for t in texts if t.startswith("xnli:"))
+    title = next(t for t in figure_texts if t.startswith("xnli:"))
     assert "chance" not in title
     with_chance = language_heatmap(make_accuracy(), "xnli", tmp_path / "heat2.png", chance=25.0)
     assert with_chance is not None and with_chance.read_bytes() != out.read_bytes()
-    assert any(t.startswith("xnli:") and "white = chance (25.0%)" in t for t in texts)
+    assert any(t.startswith("xnli:") and "white = chance (25.0%)" in t for t in figure_texts)
 
 
 def test_language_heatmap_none(tmp_path: Path) -> None:
@@ -207,16 +193,17 @@ def test_parameter_points_values() -> None:
     assert parameter_points(pd.DataFrame()).empty
 
 
-def test_accuracy_vs_parameters_png(tmp_path: Path, texts: list[str]) -> None:
+def test_accuracy_vs_parameters_png(tmp_path: Path, figure_texts: list[str]) -> None:
     out = accuracy_vs_parameters(make_accuracy(), tmp_path / "sub" / "params.png",
                                  titles={"xnli": "XNLI", "xcopa": "XCOPA"}, chance={"xcopa": 50.0, "xnli": 100 / 3})
     assert out == tmp_path / "sub" / "params.png"
     assert_png(out, width=int(2 * 6.0 * DPI), height=int(4.5 * DPI))  # 2 tasks -> 1 row x 2 panels
     assert {"XCOPA", "XNLI", "published (seed paper)", "measured (95% CI)", "chance (50.0%)", "chance (33.3%)",
-            "parameters (log scale)"} <= set(texts)
-    assert texts.index("XNLI") < texts.index("XCOPA")  # panels in the order of `titles`
-    assert texts.count(ENC) == 2 and texts.count("seed:llama2-7b") == 2  # every point labelled, in both panels
-    assert GEMMA not in texts  # unknown size: skipped
+            "parameters (log scale)"} <= set(figure_texts)
+    assert figure_texts.index("XNLI") < figure_texts.index("XCOPA")  # panels in the order of `titles`
+    # every point labelled, in both panels
+    assert figure_texts.count(ENC) == 2 and figure_texts.count("seed:llama2-7b") == 2
+    assert GEMMA not in figure_texts  # unknown size: skipped
 
     four = pd.concat([make_accuracy().assign(task=lambda d, t=t: d["task"].str.replace("xcopa", t))
                       for t in ("xcopa", "xwinograd", "xstorycloze")], ignore_index=True)
@@ -225,11 +212,11 @@ def test_accuracy_vs_parameters_png(tmp_path: Path, texts: list[str]) -> None:
     assert_png(out4, width=int(2 * 6.0 * DPI), height=int(2 * 4.5 * DPI))  # 4 tasks -> 2 x 2
 
 
-def test_accuracy_vs_parameters_chance_only_where_known(tmp_path: Path, texts: list[str]) -> None:
+def test_accuracy_vs_parameters_chance_only_where_known(tmp_path: Path, figure_texts: list[str]) -> None:
     out = accuracy_vs_parameters(make_accuracy(), tmp_path / "params.png", chance={"xnli": 25.0})
     assert out is not None
-    assert {"xcopa", "xnli", "chance (25.0%)"} <= set(texts)  # raw names without titles
-    assert [t for t in texts if t.startswith("chance")] == ["chance (25.0%)"]  # no line for xcopa
+    assert {"xcopa", "xnli", "chance (25.0%)"} <= set(figure_texts)  # raw names without titles
+    assert [t for t in figure_texts if t.startswith("chance")] == ["chance (25.0%)"]  # no line for xcopa
 
 
 def test_accuracy_vs_parameters_none(tmp_path: Path) -> None:
@@ -282,22 +269,22 @@ def test_pareto_points_single_task_and_duplicates() -> None:
     assert p.loc[ENC, "x"] == 200.0 and not p.loc[ENC, "estimated"]
 
 
-def test_pareto_png(tmp_path: Path, texts: list[str]) -> None:
+def test_pareto_png(tmp_path: Path, figure_texts: list[str]) -> None:
     out = pareto_accuracy_throughput(make_accuracy(), make_throughput(), tmp_path / "p" / "speed.png")
     assert out == tmp_path / "p" / "speed.png"
     assert_png(out, width=int(8.0 * DPI), height=int(5.5 * DPI))
     assert {"Accuracy vs throughput (examples/s)", "examples/s (log scale)", f"{SMOL} (estimated)", ENC, GEMMA,
-            "Pareto frontier", "estimated throughput", "measured throughput"} <= set(texts)
-    assert "hf:not-in-accuracy" not in texts
+            "Pareto frontier", "estimated throughput", "measured throughput"} <= set(figure_texts)
+    assert "hf:not-in-accuracy" not in figure_texts
 
-    texts.clear()
+    figure_texts.clear()
     cost = pareto_accuracy_throughput(make_accuracy(), make_throughput(), tmp_path / "cost.png",
                                       gpu_price_per_hour=2.0)
     assert cost is not None
     assert_png(cost, width=int(8.0 * DPI), height=int(5.5 * DPI))
     assert cost.read_bytes() != out.read_bytes()  # different axis and title
     # "$" is escaped, or matplotlib would typeset the text between two dollars as maths
-    assert r"Accuracy vs cost (examples per US\$, GPU at \$2.00/hour)" in texts
+    assert r"Accuracy vs cost (examples per US\$, GPU at \$2.00/hour)" in figure_texts
 
 
 def test_pareto_none(tmp_path: Path) -> None:
