@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from harness.commands import compare, efficiency, listing, report, run, task, train
+from harness.commands import compare, efficiency, listing, report, reproduce, run, task, train
 from harness.commands.common import BenchFailure, failure, one_line_errors
 
 __all__ = ["BenchFailure", "failure", "main", "one_line_errors"]
@@ -21,7 +21,7 @@ def main() -> None:
 
 
 for _command in (run.run_cmd, efficiency.efficiency_cmd, listing.list_group, task.task_group, report.report_cmd,
-                 compare.compare_cmd, train.train_cmd, train.statements_cmd):
+                 compare.compare_cmd, train.train_cmd, train.statements_cmd, reproduce.reproduce_cmd):
     main.add_command(_command)
 
 

@@ -10,21 +10,24 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from harness.backends import registry
+from harness import distributed
+from harness.backends import registry as backend_registry
 from harness.backends.base import Backend, BackendConfig, SampleEvaluator
 from harness.core import (
     Example,
     LoglikelihoodRequest,
     Request,
     RequestBuilder,
+    RequestKind,
     Sample,
     argmax,
     request_record,
@@ -32,7 +35,7 @@ from harness.core import (
 from harness.errors import ScoreError, UsageError
 from harness.results.lock import run_lock
 from harness.results.metrics import accuracy, mean_over_languages
-from harness.results.samples import SampleStore
+from harness.results.samples import SampleStore, merge_samples
 from harness.results.schema import (
     RESULT_FILE,
     SAMPLES_FILE,
@@ -119,6 +122,8 @@ def plan_run(config: RunConfig) -> RunPlan:
         raise UsageError(f"--batch-size {config.batch_size}: must be at least 1")
     _check_templates_mode(config)
     _check_output_dir(config.output_dir)
+    if config.backend_options:  # names, types and ranges, before any data or model is loaded
+        backend_registry.parse_options(config.backend, dict(config.backend_options))
     registry = load_registry(config.include_paths)
     specs = {task: registry.get(task) for task in config.tasks}
     external = _lm_eval_tasks(config, specs)
@@ -387,27 +392,27 @@ def _chance(spec: TaskSpec | None, plan: RunPlan, task: str) -> float | None:
     return sum(100.0 / n for n in sizes) / len(sizes) if sizes else None
 
 
-def request_builder(plan: RunPlan, backend: Backend) -> RequestBuilder:
+def request_builder(plan: RunPlan, kind: RequestKind) -> RequestBuilder:
     """Statements for statement scorers (encoders, LLM judge mode); lm-eval prompts for log-likelihood."""
-    if backend.request_kind == "statement":
+    if kind == "statement":
         if plan.config.templates_mode == "all":
             return AllTemplatesRequestBuilder(plan.templates)
         return StatementRequestBuilder(plan.templates, plan.config.seed)
     if plan.config.templates_mode == "all":
         raise _templates_all_refused(plan.config.backend, plan.config.prompt)
-    if backend.request_kind == "loglikelihood":
+    if kind == "loglikelihood":
         from harness.prompts.lm_eval_prompts import LMEvalRequestBuilder
 
         return LMEvalRequestBuilder(plan.tasks, plan.prompts)
-    raise UsageError(f"backend {backend.name!r} needs {backend.request_kind!r} requests, which no task builds")
+    raise UsageError(f"backend {plan.config.backend!r} needs {kind!r} requests, which no task builds")
 
 
 def create_backend(cfg: RunConfig) -> Backend:
-    return registry.create(cfg.backend, BackendConfig(
+    return backend_registry.create(cfg.backend, BackendConfig(
         model=cfg.model, adapter=cfg.adapter, dtype=cfg.dtype, device=cfg.device, batch_size=cfg.batch_size,
         seed=cfg.seed, threads=cfg.threads, max_length=cfg.max_length, prompt=cfg.prompt,
         chat_template=cfg.chat_template, add_bos=cfg.add_bos, trust_remote_code=cfg.trust_remote_code,
-        options=dict(cfg.backend_options)))
+        options=backend_registry.parse_options(cfg.backend, dict(cfg.backend_options))))
 
 
 @dataclass
@@ -415,56 +420,123 @@ class RunOutcome:
     result: RunResult
     result_path: Path
     samples_path: Path
-    scored_now: int
+    scored_now: int  # by every process together
     resumed: int
+    rank: int = 0  # data-parallel: this process's rank (only rank 0 reports)
+    world_size: int = 1
+
+
+@contextmanager
+def _run_lock_all_ranks(run_dir: Path, here: distributed.World) -> Iterator[None]:
+    """Rank 0 holds the run lock for every process; when it cannot, every rank fails with its one-line error
+    (a second launch of a running run is refused everywhere, not only where the lock lives)."""
+    if here.world_size == 1:
+        with run_lock(run_dir):
+            yield
+        return
+    with ExitStack() as stack:
+        refused: str | None = None
+        if here.is_main:
+            try:
+                stack.enter_context(run_lock(run_dir))
+            except UsageError as err:
+                refused = str(err)
+        refused = distributed.broadcast(here, refused)
+        if refused is not None:
+            distributed.barrier(here)  # every rank reports before any exits (a launcher stops the rest)
+            raise UsageError(refused)
+        yield
+
+
+def _pending_ids(plan: RunPlan, store: SampleStore) -> list[list[str]]:
+    """Per example set, in plan order, the ids not yet in the samples file (the same list on every rank)."""
+    return [[ex.example_id for ex in es.examples if ex.example_id not in store] for es in plan.example_sets]
 
 
 def execute(plan: RunPlan, backend: Backend | None = None, *, show_progress: bool = True,
             environment: Callable[[], dict[str, Any]] | None = None,
             chunk_requests: int | None = None) -> RunOutcome:
-    """Create the backend (unless given), score missing samples, and write the result file."""
+    """Create the backend (unless given), score missing samples, and write the result file.
+
+    Under torchrun / ``accelerate launch`` every process plans and loads the same model, scores every
+    world_size-th pending example of each example set into its own ``samples.rank{R}.jsonl``, and rank 0 merges
+    those into ``samples.jsonl`` and writes the result file (the one a single process would write, plus
+    ``world_size``)."""
     cfg = plan.config
+    here = distributed.world()  # joins the other processes first: waiting for them is not model loading
     started = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     if backend is None:
-        backend = create_backend(cfg)
+        device = distributed.device_for(cfg.device, here)
+        backend = create_backend(cfg if device == cfg.device else replace(cfg, device=device))
     evaluator = backend if isinstance(backend, SampleEvaluator) else None
+    if evaluator is not None and here.world_size > 1:
+        raise UsageError(f"--backend {cfg.backend} runs a whole evaluation itself and does not split it across "
+                         f"{here.world_size} processes; run it as one process")
     if evaluator is not None and cfg.templates_mode == "all":
         raise _templates_all_refused(cfg.backend, cfg.prompt)
-    builder = None if evaluator is not None else request_builder(plan, backend)
+    builder = None if evaluator is not None else request_builder(plan, backend.request_kind)
     if evaluator is not None:
         prompt = evaluator.prompt_version
     else:
         assert builder is not None
         # a backend may wrap the built requests in a prompt of its own (an LLM judging statements)
-        backend_prompt = getattr(backend, "prompt_version", None)
+        backend_prompt = backend.prompt_version
         prompt = f"{builder.version}+{backend_prompt}" if backend_prompt else builder.version
     load_seconds = time.perf_counter() - started
     model = asdict(backend.info())
-    numerics = getattr(backend, "numerics", None)  # backends that have choices beyond device and dtype
-    identity = run_identity(plan, model, prompt, numerics if isinstance(numerics, Mapping) else None)
+    identity = run_identity(plan, model, prompt, backend.numerics)
     run_id = run_id_for(identity)
     run_dir = Path(cfg.output_dir) / run_id
-    with run_lock(run_dir):
+    with _run_lock_all_ranks(run_dir, here):
         samples_path = run_dir / SAMPLES_FILE
-        store = SampleStore(samples_path)
         planned = [ex for es in plan.example_sets for ex in es.examples]
-        resumed = sum(1 for ex in planned if ex.example_id in store)
+        order = [ex.example_id for ex in planned]
+        store: SampleStore | None = None
+        pending_ids: list[list[str]] = []
+        if here.is_main:
+            store = SampleStore(samples_path)
+            # samples of ranks of an earlier, killed data-parallel run (any process count) are done too
+            merge_samples(store, distributed.rank_sample_files(run_dir), order)
+            pending_ids = _pending_ids(plan, store)
+        pending_ids = distributed.broadcast(here, pending_ids)
+        n_pending = sum(len(ids) for ids in pending_ids)
+        resumed = len(planned) - n_pending
+        # one process writes samples.jsonl itself, as it always has; each of several writes a file of its own
+        writer = store if here.world_size == 1 else SampleStore(run_dir / distributed.rank_samples_file(here.rank))
+        assert writer is not None
+        by_id = {ex.example_id: ex for ex in planned}
+        shards = [distributed.shard(ids, here) for ids in pending_ids]
         chunk_requests = chunk_requests or max(cfg.batch_size * 8, 256)
         scoring_started = time.perf_counter()
         scored_now = 0
-        with tqdm(total=len(planned), initial=resumed, desc=run_id, unit="ex", disable=not show_progress,
-                  leave=False) as bar:
-            for es in plan.example_sets:
-                pending = [ex for ex in es.examples if ex.example_id not in store]
-                if not pending:
+        total, initial = ((len(planned), resumed) if here.world_size == 1
+                          else (sum(len(s) for s in shards), 0))  # rank 0 shows its own shard
+        desc = run_id if here.world_size == 1 else f"{run_id} [rank 0 of {here.world_size}]"
+        with tqdm(total=total, initial=initial, desc=desc, unit="ex", leave=False,
+                  disable=not show_progress or not here.is_main) as bar:
+            for es, mine in zip(plan.example_sets, shards, strict=True):
+                if not mine:
                     continue
                 bar.set_postfix_str(f"{es.task}/{es.language}")
                 if evaluator is not None:
-                    scored_now += evaluate_example_sets([es], evaluator, store, bar.update)
+                    scored_now += evaluate_example_sets([es], evaluator, writer, bar.update)
                 else:
                     assert builder is not None
-                    scored_now += score_examples(pending, builder, backend, store, chunk_requests, bar.update)
+                    pending = [by_id[example_id] for example_id in mine]
+                    scored_now += score_examples(pending, builder, backend, writer, chunk_requests, bar.update)
+        if here.world_size > 1:
+            distributed.barrier(here)  # every shard is on disk
+            scored_now = n_pending
+        if not here.is_main:
+            # rank 0 merges, writes the result file and sends it; the lock is its to release
+            sent: RunResult | None = distributed.broadcast(here, None)
+            assert sent is not None
+            return RunOutcome(sent, run_dir / RESULT_FILE, samples_path, scored_now, resumed,
+                              here.rank, here.world_size)
+        assert store is not None
+        if here.world_size > 1:
+            merge_samples(store, distributed.rank_sample_files(run_dir), order)
         scoring_seconds = time.perf_counter() - scoring_started
         env = environment() if environment is not None else _environment()
         result = RunResult(
@@ -477,11 +549,12 @@ def execute(plan: RunPlan, backend: Backend | None = None, *, show_progress: boo
                     "wall_seconds": round(time.perf_counter() - started, 3),
                     "model_load_seconds": round(load_seconds, 3), "scoring_seconds": round(scoring_seconds, 3),
                     "examples_scored_now": scored_now, "examples_resumed": resumed,
-                    "examples_per_second": round(scored_now / scoring_seconds, 3) if scoring_seconds > 0 else None})
+                    "examples_per_second": round(scored_now / scoring_seconds, 3) if scoring_seconds > 0 else None},
+            world_size=here.world_size)
         result_path = run_dir / RESULT_FILE
         write_result(result_path, result)
-        return RunOutcome(result, result_path, samples_path, scored_now, resumed)
-
+        distributed.broadcast(here, result)
+        return RunOutcome(result, result_path, samples_path, scored_now, resumed, here.rank, here.world_size)
 
 def _environment() -> dict[str, Any]:
     from harness.device import environment

@@ -327,6 +327,7 @@ def test_bf16_on_an_emulating_gpu_is_kept_with_a_note(monkeypatch: pytest.Monkey
     from types import SimpleNamespace
 
     from harness.backends import encoder as encoder_module
+    from harness.backends import model_loading
     from harness.models.materialise import ResolvedModel
 
     def fake_load(self: EncoderBackend, base: ResolvedModel, adapter: str | None) -> tuple[object, object, list[str]]:
@@ -335,7 +336,7 @@ def test_bf16_on_an_emulating_gpu_is_kept_with_a_note(monkeypatch: pytest.Monkey
         return SimpleNamespace(model_max_length=512, pad_token_id=0), model, []
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
-    monkeypatch.setattr(encoder_module, "resolve_device", lambda _: torch.device("cuda"))
+    monkeypatch.setattr(model_loading, "resolve_device", lambda _: torch.device("cuda"))
     monkeypatch.setattr(encoder_module, "resolve_base_and_adapter", lambda *a: (
         ResolvedModel(ref="tiny", path="/nonexistent/tiny", is_local=True, revision="test"), None))
     monkeypatch.setattr(EncoderBackend, "_load", fake_load)

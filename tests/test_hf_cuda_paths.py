@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from harness.backends import hf_causal
+from harness.backends import hf_causal, model_loading
 from harness.backends.base import BackendConfig
 from harness.backends.hf_causal import HFCausalBackend, _Row, _Unit
 from harness.errors import ModelError, ScoreError
@@ -42,7 +42,7 @@ def _make(monkeypatch: pytest.MonkeyPatch, device: str, dtype: str = "bf16", **o
     """A backend whose loading and probes are stubbed; `device` is what resolve_device returns."""
     model = _tiny_llama()
     tokenizer = SimpleNamespace(pad_token_id=0, encode=lambda text, add_special_tokens=False: list(range(1, 15)))
-    monkeypatch.setattr(hf_causal, "resolve_device", lambda _: torch.device(device))
+    monkeypatch.setattr(model_loading, "resolve_device", lambda _: torch.device(device))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     monkeypatch.setattr(hf_causal, "resolve_base_and_adapter", lambda *a: (
         ResolvedModel(ref="tiny", path="/nonexistent/tiny", is_local=True, revision="test"), None))

@@ -222,7 +222,7 @@ def test_malformed_efficiency_fields(tmp_path: Path) -> None:
 def test_unsupported_version_and_non_objects(tmp_path: Path) -> None:
     doc = _eval_doc("2.0")
     path = _write(tmp_path / "v" / "result.json", doc)
-    assert _error(path) == f"{path}: schema_version '2.0' is not supported (this bench reads 1.3)"
+    assert _error(path) == f"{path}: schema_version '2.0' is not supported (this bench reads 1.4)"
     listing = tmp_path / "l" / "result.json"
     listing.parent.mkdir()
     listing.write_text("[1, 2]", encoding="utf-8")

@@ -63,7 +63,7 @@ def test_length_rule_accuracy_matches_independent_count(tmp_path: Path):
         first["requests"][0].startswith('"Ese oli mullikilesse mässitud."')
     assert first["scores"] == [float(len(s)) for s in first["requests"]]
     saved = json.loads(outcome.result_path.read_text(encoding="utf-8"))
-    assert saved["schema_version"] == "1.3"
+    assert saved["schema_version"] == "1.4"
     assert saved["tasks"]["xcopa"]["prompt"] == "statements"
     assert saved["tasks"]["xcopa"]["languages"]["et"]["acc_norm"] is None  # statements have no acc_norm
     assert saved["tasks"]["xcopa"]["languages"]["et"]["data_sha256"]

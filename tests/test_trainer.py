@@ -23,6 +23,7 @@ from harness.training.trainer import (
     TrainConfig,
     batch_order,
     binary_scores,
+    latest_checkpoint,
 )
 
 pytestmark = pytest.mark.slow
@@ -114,9 +115,14 @@ def test_interrupt_then_resume_matches_uninterrupted_run(tmp_path: Path, monkeyp
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         StatementTrainer(cfg(**kw), TRAIN, HELD, out).run()
-    assert (out / "checkpoint" / "state.pt").exists() and not (out / "training.json").exists()
-    saved = torch.load(out / "checkpoint" / "state.pt", weights_only=False)
-    assert saved["progress"]["step"] == 8
+    where = latest_checkpoint(out / "checkpoint")
+    assert where is not None and where.name == "step-00000008" and not (out / "training.json").exists()
+    assert [p.name for p in (out / "checkpoint").glob("step-*")] == ["step-00000008"]  # step 4's was dropped
+    saved = json.loads((where / "progress.json").read_text())
+    assert saved["step"] == 8 and saved["world_size"] == 1 and [h["step"] for h in saved["history"]] == [4]
+    # weights in safetensors; what accelerate still pickles loads with weights_only=True
+    assert (where / "model.safetensors").exists() and (where / "rng_0.safetensors").exists()
+    assert torch.load(where / "optimizer.bin", weights_only=True)["state"]
     monkeypatch.setattr(StatementTrainer, "evaluate", real)
     resumed = StatementTrainer(cfg(**kw), TRAIN, HELD, out).run()
     assert resumed.resumed_from == 8 and resumed.steps == 12
@@ -125,6 +131,45 @@ def test_interrupt_then_resume_matches_uninterrupted_run(tmp_path: Path, monkeyp
     got = {h.step: (h.loss, h.accuracy) for h in resumed.history}
     assert got[4] == ref[4]
     assert got[12] == pytest.approx(ref[12], abs=1e-4)
+    info = json.loads((out / "training.json").read_text())
+    assert info["resumed_from"] == 8 and not (out / "checkpoint").exists()
+
+
+def test_lora_checkpoint_holds_the_adapters_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kw: dict[str, object] = dict(method="lora", lr=2e-3, lora=LoraSettings(r=8, alpha=16), max_steps=8,
+                                 eval_every=4)
+    reference = StatementTrainer(cfg(**kw), TRAIN, HELD, tmp_path / "ref").run()
+    real = StatementTrainer.evaluate
+
+    def interrupting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # during the first evaluation (step 4)
+
+    monkeypatch.setattr(StatementTrainer, "evaluate", interrupting)
+    out = tmp_path / "lora"
+    with pytest.raises(KeyboardInterrupt):
+        StatementTrainer(cfg(**kw), TRAIN, HELD, out).run()
+    from safetensors import safe_open
+
+    where = latest_checkpoint(out / "checkpoint")
+    assert where is not None
+    with safe_open(str(where / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    # the trained weights only (adapters, head, pooler), not the frozen base
+    assert keys and all("lora_" in k or "modules_to_save" in k for k in keys)
+    monkeypatch.setattr(StatementTrainer, "evaluate", real)
+    resumed = StatementTrainer(cfg(**kw), TRAIN, HELD, out).run()
+    assert resumed.resumed_from == 4 and [h.step for h in resumed.history] == [8]
+    ref = reference.history[-1]
+    assert (resumed.history[-1].loss, resumed.history[-1].accuracy) == pytest.approx((ref.loss, ref.accuracy),
+                                                                                     abs=1e-4)
+
+
+def test_old_pickled_checkpoint_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "old"
+    (out / "checkpoint").mkdir(parents=True)
+    torch.save({"progress": {"step": 4}}, out / "checkpoint" / "state.pt")
+    with pytest.raises(UsageError, match=r"state.pt is a checkpoint of an older bench train .* --overwrite"):
+        StatementTrainer(cfg(), TRAIN, HELD, out).run()
 
 
 def test_lora_adapter_names_the_preset_and_loads(tmp_path: Path) -> None:

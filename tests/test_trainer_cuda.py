@@ -1,5 +1,6 @@
-"""The trainer's CUDA paths, checked on CPU with test doubles: fp16 loss scaling (GradScaler), CUDA RNG states in
-checkpoints, `--device cuda:N` made the current device, and a refusal under torchrun (WORLD_SIZE > 1).
+"""The trainer's CUDA paths, checked on CPU with test doubles: fp16 loss scaling (GradScaler, handed to accelerate),
+CUDA RNG states in checkpoints, `--device cuda:N` made the current device, and what a launcher (WORLD_SIZE > 1)
+refuses before any data: a global batch not divisible by the processes, a fixed --device cuda:N.
 
 A tiny fake encoder stands in for the model (no transformers load), so these run in about a second each.
 """
@@ -7,6 +8,7 @@ A tiny fake encoder stands in for the model (no transformers load), so these run
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,8 @@ from click.testing import CliRunner
 import harness.training.trainer as trainer_mod
 from harness.cli import main
 from harness.errors import UsageError
-from harness.training.trainer import Statement, StatementTrainer, TrainConfig
+from harness.training.distributed import load_rng
+from harness.training.trainer import Statement, StatementTrainer, TrainConfig, latest_checkpoint
 
 
 class FakeTokenizer:
@@ -124,6 +127,25 @@ class RecordingScaler(torch.amp.GradScaler):
         super().load_state_dict(state_dict)
 
 
+def committed(out: Path) -> Path:
+    where = latest_checkpoint(out / "checkpoint")
+    assert where is not None, "no committed checkpoint"
+    return where
+
+
+def checkpoint(out: Path) -> dict[str, Any]:
+    """The last committed checkpoint's parts, read the way resume reads them (no unrestricted unpickling)."""
+    from safetensors.torch import load_file
+
+    where = committed(out)
+    scaler = where / "scaler.pt"
+    return {"progress": json.loads((where / "progress.json").read_text(encoding="utf-8")),
+            "model": load_file(str(where / "model.safetensors")),
+            "scheduler": torch.load(where / "scheduler.bin", weights_only=True),
+            "scaler": torch.load(scaler, weights_only=True) if scaler.exists() else None,
+            **load_rng(where / "rng_0.safetensors")}
+
+
 def interrupt_at_evaluation(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
     calls = {"n": 0}
     real = StatementTrainer.evaluate
@@ -200,7 +222,7 @@ def test_loss_scaling_unscales_before_clipping_and_skips_the_scheduler_with_the_
     # per optimizer step: scaled backward for each of the 2 micro-batches, unscale_, clip, step, update
     assert calls[:12] == ["scale", "scale", "unscale_", "clip", "step", "update"] * 2
     assert calls.count("step") == 4
-    saved = torch.load(out / "checkpoint" / "state.pt", weights_only=False)
+    saved = checkpoint(out)
     assert saved["progress"]["step"] == 4
     assert saved["scheduler"]["last_epoch"] == 2  # only the two steps the scaler took moved the schedule
     assert saved["scaler"]["scale"] == 2.0 ** 8  # halved by each overflow
@@ -227,10 +249,7 @@ def test_resume_restores_the_scaler_and_accepts_a_checkpoint_without_one(
     interrupt_at_evaluation(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         StatementTrainer(cfg(max_steps=4, eval_every=2), TRAIN, HELD, out2).run()
-    state = out2 / "checkpoint" / "state.pt"
-    saved = torch.load(state, weights_only=False)
-    saved.pop("scaler")
-    torch.save(saved, state)
+    (committed(out2) / "scaler.pt").unlink()
     monkeypatch.setattr(StatementTrainer, "evaluate", _real_evaluate)
     calls.clear()
     again = StatementTrainer(cfg(max_steps=4, eval_every=2), TRAIN, HELD, out2).run()
@@ -257,7 +276,7 @@ def test_checkpoint_saves_and_resume_restores_cuda_rng_states(
     out = tmp_path / "m"
     with pytest.raises(KeyboardInterrupt):
         StatementTrainer(cfg(max_steps=4, eval_every=2), TRAIN, HELD, out).run()
-    saved = torch.load(out / "checkpoint" / "state.pt", weights_only=False)
+    saved = checkpoint(out)
     assert [s.tolist() for s in saved["cuda_rng"]] == [s.tolist() for s in states]
 
     restored: list[list[torch.Tensor]] = []
@@ -278,10 +297,8 @@ def test_checkpoint_without_cuda_rng_resumes(tmp_path: Path, monkeypatch: pytest
     out = tmp_path / "m"
     with pytest.raises(KeyboardInterrupt):
         StatementTrainer(cfg(max_steps=4, eval_every=2), TRAIN, HELD, out).run()
-    saved = torch.load(out / "checkpoint" / "state.pt", weights_only=False)
-    assert "cuda_rng" not in saved or saved["cuda_rng"] is None  # CUDA never initialised on this machine
-    saved.pop("cuda_rng", None)
-    torch.save(saved, out / "checkpoint" / "state.pt")
+    saved = checkpoint(out)
+    assert saved["cuda_rng"] is None  # CUDA never initialised on this machine: no CUDA state in the file
     restored: list[Any] = []
     monkeypatch.setattr(StatementTrainer, "evaluate", _real_evaluate)
     monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda new: restored.append(new))
@@ -322,29 +339,38 @@ def test_bare_cuda_is_pinned_to_the_current_device(monkeypatch: pytest.MonkeyPat
     assert [as_cuda(d) for d in chosen] == [torch.device("cuda", 3), torch.device("cuda", 1)]
 
 
-# ------------------------------------------------------------------------------------------------ torchrun
+# ------------------------------------------------------------------------------------------------ launchers
 
 
-@pytest.mark.parametrize("env", [{"WORLD_SIZE": "2"}, {"WORLD_SIZE": "8", "LOCAL_RANK": "3"}])
-def test_train_under_torchrun_is_refused_before_any_data(monkeypatch: pytest.MonkeyPatch,
-                                                         env: dict[str, str]) -> None:
+@pytest.mark.parametrize("env,args,needle", [
+    ({"WORLD_SIZE": "2"}, ("--batch-size", "9"), "--batch-size 9 is the global batch and must be divisible by the 2"),
+    ({"WORLD_SIZE": "8", "LOCAL_RANK": "3"}, ("--device", "cuda:1"), "--device cuda:1 picks one GPU"),
+    ({"WORLD_SIZE": "2", "RANK": "1"}, ("--overwrite",), "--overwrite under a launcher"),
+])
+def test_train_under_a_launcher_refuses_before_any_data(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+                                                        args: tuple[str, ...], needle: str) -> None:
     import harness.training.mixture as mixture
 
     def no_data(*_a: Any, **_kw: Any) -> Any:
         raise AssertionError("statements built before the refusal")
 
     monkeypatch.setattr(mixture, "build_mixture", no_data)
-    res = CliRunner().invoke(main, ["train", "--langs", "en", "--tasks", "topic", "--per-task", "4"], env=env)
+    res = CliRunner().invoke(main, ["train", "--langs", "en", "--tasks", "topic", "--per-task", "4", *args],
+                             env=env)
     assert res.exit_code == 2, res.output
     assert res.output.startswith("error: ") and res.output.count("\n") == 1
-    assert f"WORLD_SIZE={env['WORLD_SIZE']}" in res.output and "torchrun" in res.output
+    assert needle in res.output
 
 
-def test_world_size_one_is_not_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       fake_model: FakeLoads) -> None:
+def test_world_size_one_is_one_process_and_uneven_batches_are_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_model: FakeLoads) -> None:
     monkeypatch.setenv("WORLD_SIZE", "1")
     outcome = StatementTrainer(cfg(max_steps=2, eval_every=2), TRAIN, HELD, tmp_path / "m").run()
     assert outcome.steps == 2
+    info = json.loads((tmp_path / "m" / "training.json").read_text(encoding="utf-8"))
+    assert info["distributed"] == {"world_size": 1, "per_process_batch": 4, "global_batch": 4}
+    loaded = fake_model.model
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(UsageError, match="WORLD_SIZE=2"):
-        StatementTrainer(cfg(), TRAIN, HELD, tmp_path / "n")
+    with pytest.raises(UsageError, match="--batch-size 3 is the global batch"):
+        StatementTrainer(cfg(batch_size=3), TRAIN, HELD, tmp_path / "n").run()
+    assert fake_model.model is loaded and not (tmp_path / "n").exists()  # refused before any model or output

@@ -352,3 +352,10 @@ def test_cli_run_passes_vllm_options(fake_vllm: fake.State, tmp_path: Path, monk
                                     "--langs", "et", "--limit", "1", "--gpu-memory-utilization", "2",
                                     "--output", str(tmp_path / "bad"), "--quiet"])
     assert bad.exit_code == 2 and bad.output.count("\n") == 1, bad.output
+
+
+def test_judge_mode_records_the_judge_prompt(fake_vllm: fake.State):
+    """Judging statements on vLLM records the judge prompt with the run's prompt, as backend hf does (the runner
+    read it with getattr before, and vLLM had none: its judge runs recorded the statements version alone)."""
+    assert vllm_backend(prompt="statements").prompt_version == "judge-v1"
+    assert vllm_backend().prompt_version is None and vllm_backend().numerics is None

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from harness.backends.options import BackendOptions
 from harness.core import Request, RequestKind, Sample, Score
 
 
@@ -25,7 +26,8 @@ class BackendConfig:
     chat_template: bool = False  # wrap contexts in the tokenizer's chat template (recorded)
     add_bos: bool | None = None  # None = the tokenizer's default
     trust_remote_code: bool = False
-    options: Mapping[str, Any] = field(default_factory=dict)  # backend-specific (e.g. vLLM parallelism)
+    # backend-specific, parsed by the backend into its typed options (harness.backends.options), e.g. vLLM parallelism
+    options: Mapping[str, Any] | BackendOptions = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,41 @@ class Backend(Protocol):
     name: ClassVar[str]
     request_kind: RequestKind  # may depend on the config (a causal LM judging statements takes "statement")
 
+    @property
+    def prompt_version(self) -> str | None:
+        """A prompt the backend wraps the built requests in (an LLM judging statements), or None; recorded as
+        ``<builder version>+<this>`` and part of the run identity."""
+
+    @property
+    def numerics(self) -> Mapping[str, Any] | None:
+        """How scores are computed beyond device and dtype (CPU autocast, packing), or None; part of the run
+        identity (`harness.runner.numerics_identity`)."""
+
     def info(self) -> ModelInfo: ...
 
     def score(self, requests: Sequence[Request]) -> list[Score]: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class TimingTarget:
+    """What `bench efficiency` times of a loaded backend: its model, as scoring runs it."""
+
+    model: Any  # the torch module scoring calls
+    tokenizer: Any
+    kind: str  # encoder | causal
+    device: Any  # torch.device
+    dtype: Any  # torch.dtype of the weights' compute
+    autocast: bool  # bf16 autocast on CPU over fp32 weights
+    max_length: int
+
+
+@runtime_checkable
+class Timeable(Protocol):
+    """A backend whose model `bench efficiency` can time in this process (encoder, hf)."""
+
+    def timing_target(self) -> TimingTarget: ...
 
 
 @runtime_checkable

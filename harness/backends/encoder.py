@@ -3,9 +3,6 @@
 Each statement is one single-segment string (no sentence-pair encoding), as in Statement-Tuning. Inputs are
 tokenised without truncation first (to report their true length), cut to the model's limit only when longer
 (reported as ``Score.truncated``), sorted by length and batched with per-batch (dynamic) padding.
-
-On CPU the weights stay fp32 and bf16 runs as autocast (only chosen automatically on CPUs with native bf16);
-on CUDA the weights are loaded in the resolved dtype.
 """
 
 from __future__ import annotations
@@ -21,25 +18,19 @@ import torch
 from harness.backends.base import BackendConfig
 from harness.backends.limits import resolve_max_length
 from harness.backends.model_loading import (
-    LoadedModelMixin,
+    TransformersBackend,
     load_cache_first,
     load_peft_adapter,
     model_revision,
     resolve_base_and_adapter,
 )
+from harness.backends.options import EncoderOptions
 from harness.batching import Collator
 from harness.core import Request, RequestKind, Score, StatementRequest
-from harness.device import (
-    cpu_has_fast_bf16,
-    is_out_of_memory,
-    precision_note,
-    release_memory,
-    resolve_device,
-    resolve_dtype,
-)
-from harness.errors import ModelError, ScoreError, UsageError, one_line
+from harness.device import is_out_of_memory, release_memory
+from harness.errors import ModelError, ScoreError, one_line
 from harness.models.materialise import ResolvedModel
-from harness.models.presets import DEFAULT_ENCODER, DEFAULT_ENCODER_BASE, UNTRAINED_HEAD_NOTE
+from harness.models.presets import DEFAULT_ENCODER, DEFAULT_ENCODER_BASE, UNTRAINED_HEAD_NOTE, ModelKind
 
 _HEAD_KEYS = ("classifier", "score", "pooler", "sequence_summary")
 _CLASSIFIER_KEYS = ("classifier", "score", "sequence_summary")  # the head proper (the pooler only feeds it)
@@ -51,27 +42,17 @@ def _is_classifier(name: str) -> bool:
     return any(k in name for k in _CLASSIFIER_KEYS)
 
 
-class EncoderBackend(LoadedModelMixin):
+class EncoderBackend(TransformersBackend):
     """Backend ``encoder``: a sequence classifier (preset, local dir or hub id; optional peft adapter)."""
 
     name: ClassVar[str] = "encoder"
-    request_kind: ClassVar[RequestKind] = "statement"
+    kind: ClassVar[ModelKind] = "encoder"
+    request_kind: RequestKind = "statement"
 
     def __init__(self, config: BackendConfig) -> None:
-        if config.batch_size < 1:
-            raise UsageError(f"--batch-size must be at least 1 (got {config.batch_size})")
-        if config.max_length is not None and config.max_length < 2:
-            raise UsageError(f"--max-length must be at least 2 (got {config.max_length})")
-        if config.threads is not None:
-            if config.threads < 1:
-                raise UsageError(f"--threads must be at least 1 (got {config.threads})")
-            torch.set_num_threads(config.threads)
-        self.config = config
-        self.batch_size = config.batch_size
+        self._configure(config)
+        self.options = EncoderOptions.parse(config.options)
         self.ref = config.model or DEFAULT_ENCODER
-        self.device = resolve_device(config.device)
-        self.dtype = resolve_dtype(config.dtype, self.device)
-        self._autocast = self.device.type == "cpu" and self.dtype == torch.bfloat16
         notes: list[str] = []
 
         base, adapter_dir = resolve_base_and_adapter(
@@ -82,13 +63,7 @@ class EncoderBackend(LoadedModelMixin):
         notes.extend(load_notes)
         self.model.eval()
         self.max_length = self._max_length()
-        if self._autocast:
-            notes.append("bf16 autocast on CPU over fp32 weights")
-        elif self.device.type == "cpu" and config.dtype.strip().lower() == "auto" and not cpu_has_fast_bf16():
-            notes.append("CPU lacks avx512_bf16/AMX: fp32 chosen (bf16 would be slower)")
-        emulated = precision_note(self.dtype, self.device)
-        if emulated:
-            notes.append(emulated)
+        notes.extend(self._precision_notes())
         self.notes = tuple(dict.fromkeys(notes))  # de-duplicated, in order
         self.revision = model_revision(base, self.model, adapter_dir)
         self.num_parameters = sum(p.numel() for p in self.model.parameters())
@@ -112,10 +87,9 @@ class EncoderBackend(LoadedModelMixin):
         if not has_head:
             extra = {"id2label": {0: "False", 1: "True"}, "label2id": {"False": 0, "True": 1}}
         tokenizer = AutoTokenizer.from_pretrained(base.path, **kwargs)
-        load_dtype = self.dtype if self.device.type == "cuda" else torch.float32
         torch.manual_seed(self.config.seed)  # a newly initialised head is then the same on every run
         model, loading = AutoModelForSequenceClassification.from_pretrained(
-            base.path, num_labels=2, dtype=load_dtype, output_loading_info=True, **extra, **kwargs)
+            base.path, num_labels=2, dtype=self.load_dtype, output_loading_info=True, **extra, **kwargs)
         return tokenizer, model, loading
 
     def _load(self, base: ResolvedModel, adapter_dir: str | None) -> tuple[Any, Any, list[str]]:
@@ -165,11 +139,6 @@ class EncoderBackend(LoadedModelMixin):
         return resolve_max_length(self.model.config, self.tokenizer, "encoder", self.config.max_length, self.ref)
 
     # -- Backend protocol ------------------------------------------------------------------------------------
-
-    @property
-    def numerics(self) -> dict[str, bool]:
-        """How the scores are computed beyond device and dtype (part of the run identity, see the runner)."""
-        return {"autocast": self._autocast}
 
     def _encode(self, texts: list[str]) -> tuple[list[dict[str, list[int]]], list[int]]:
         """Per text: the (possibly truncated) encoding and the untruncated token count."""

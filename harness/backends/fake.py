@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from harness.backends.base import BackendConfig, ModelInfo
+from harness.backends.options import FakeOptions
 from harness.core import Request, RequestKind, Score, StatementRequest
 from harness.errors import UsageError
 
@@ -36,8 +37,17 @@ class FakeBackend:
         self.model = config.model or "random"
         if self.model not in FAKE_MODELS:
             raise UsageError(f"--model {self.model!r} is not a fake model; choose one of: {', '.join(FAKE_MODELS)}")
+        self.options = FakeOptions.parse(config.options)
         self.seed = config.seed
         self.calls = 0  # number of score() calls, so tests can check that resume scores nothing
+
+    @property
+    def prompt_version(self) -> str | None:
+        return None
+
+    @property
+    def numerics(self) -> Mapping[str, Any] | None:
+        return None
 
     def info(self) -> ModelInfo:
         return ModelInfo(backend="fake", model=self.model, path=None, revision=None, adapter=None,

@@ -18,7 +18,7 @@ in the resolved dtype.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,25 +27,20 @@ import torch
 from harness.backends.base import BackendConfig
 from harness.backends.limits import resolve_max_length
 from harness.backends.model_loading import (
-    LoadedModelMixin,
+    TransformersBackend,
     load_cache_first,
     load_peft_adapter,
     model_revision,
     resolve_base_and_adapter,
 )
+from harness.backends.options import HFOptions
 from harness.batching import Collator
-from harness.core import Request, RequestKind, Score
-from harness.device import (
-    cpu_has_fast_bf16,
-    is_out_of_memory,
-    precision_note,
-    release_memory,
-    resolve_device,
-    resolve_dtype,
-)
+from harness.core import Request, Score
+from harness.device import is_out_of_memory, release_memory
 from harness.errors import ModelError, ScoreError, UsageError, one_line
 from harness.models import presets
 from harness.models.materialise import ResolvedModel
+from harness.models.presets import ModelKind
 from harness.prompts.causal_requests import CausalRequestEncoder
 from harness.prompts.judge import JUDGE_FALSE, JUDGE_PROMPT_VERSION, JUDGE_TEMPLATE, JUDGE_TRUE
 
@@ -175,40 +170,23 @@ class _Batch:
         return [where[row.index(member, p)] for p in positions]
 
 
-class HFCausalBackend(LoadedModelMixin):
+class HFCausalBackend(TransformersBackend):
     """Backend ``hf``: a transformers causal LM (preset, local dir or hub id; optional peft adapter, merged)."""
 
     name: ClassVar[str] = "hf"
-    request_kind: RequestKind
+    kind: ClassVar[ModelKind] = "causal"
 
     def __init__(self, config: BackendConfig) -> None:
-        if config.batch_size < 1:
-            raise UsageError(f"--batch-size must be at least 1 (got {config.batch_size})")
-        if config.max_length is not None and config.max_length < 2:
-            raise UsageError(f"--max-length must be at least 2 (got {config.max_length})")
         mode = PROMPT_MODES.get(config.prompt)
         if mode is None:
             raise UsageError(f"--prompt {config.prompt!r} is not valid for backend hf; choose lm-eval "
                              "(log-likelihoods, the default) or statements (True/False judge)")
         self.request_kind = "loglikelihood" if mode == "loglikelihood" else "statement"
-        if config.threads is not None:
-            if config.threads < 1:
-                raise UsageError(f"--threads must be at least 1 (got {config.threads})")
-            torch.set_num_threads(config.threads)
-        self.config = config
-        self.batch_size = config.batch_size
-        self.auto_batch = bool(config.options.get("auto_batch", True))
+        self.options = HFOptions.parse(config.options)
+        self._configure(config)
+        self.auto_batch = self.options.auto_batch
         self.ref = config.model or default_model()
-        self.device = resolve_device(config.device)
-        self.dtype = resolve_dtype(config.dtype, self.device)
-        self._autocast = self.device.type == "cpu" and self.dtype == torch.bfloat16
-        budget = config.options.get("token_budget", _DEFAULT_TOKEN_BUDGET.get(self.device.type, 4096))
-        try:
-            self.token_budget = int(budget)
-        except (TypeError, ValueError) as err:
-            raise UsageError(f"backend option token_budget must be an integer (got {budget!r})") from err
-        if self.token_budget < 1:
-            raise UsageError(f"backend option token_budget must be positive (got {budget!r})")
+        self.token_budget = self.options.token_budget or _DEFAULT_TOKEN_BUDGET.get(self.device.type, 4096)
         self._retry_oom = self.device.type == "cuda"  # halve the batch on CUDA out-of-memory
         self._cap_rows = self.device.type != "cuda"  # auto batch: config.batch_size caps the rows on CPU only
         notes: list[str] = []
@@ -250,13 +228,7 @@ class HFCausalBackend(LoadedModelMixin):
                                                             if self._packing_refusal else ""))
         if self._head_mode != "logits_to_keep":
             notes.append(f"continuation logits via {self._head_mode}")
-        if self._autocast:
-            notes.append("bf16 autocast on CPU over fp32 weights")
-        elif self.device.type == "cpu" and config.dtype.strip().lower() == "auto" and not cpu_has_fast_bf16():
-            notes.append("CPU lacks avx512_bf16/AMX: fp32 chosen (bf16 would be slower)")
-        emulated = precision_note(self.dtype, self.device)
-        if emulated:
-            notes.append(emulated)
+        notes.extend(self._precision_notes())
         rows_cap = f" and <= {self.batch_size} rows" if self._cap_rows else ""
         batching = (f"auto batch: <= {self.token_budget} tokens{rows_cap} per batch"
                     if self.auto_batch else f"fixed batch size {self.batch_size}")
@@ -289,8 +261,7 @@ class HFCausalBackend(LoadedModelMixin):
         tokenizer = AutoTokenizer.from_pretrained(base.path, **tok_kwargs)
         if self.config.chat_template and not getattr(tokenizer, "chat_template", None):
             raise UsageError(f"--chat-template: the tokenizer of model {base.ref} has no chat template")
-        load_dtype = self.dtype if self.device.type == "cuda" else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(base.path, dtype=load_dtype, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(base.path, dtype=self.load_dtype, **kwargs)
         return tokenizer, model
 
     def _load(self, base: ResolvedModel, adapter_dir: str | None) -> tuple[Any, Any, list[str]]:
@@ -384,7 +355,7 @@ class HFCausalBackend(LoadedModelMixin):
     def _check_packing(self) -> bool:
         """Packed rows (shared prefix + several suffixes, 4D mask, explicit positions) must reproduce the
         separate forward passes on a probe; otherwise packing stays off."""
-        if not bool(self.config.options.get("pack", True)):
+        if not self.options.pack:
             return False
         if getattr(self.model.config, "_attn_implementation", None) not in ("sdpa", "eager"):
             return False
@@ -462,7 +433,7 @@ class HFCausalBackend(LoadedModelMixin):
         return self.request_encoder.prompt_version
 
     @property
-    def numerics(self) -> dict[str, bool]:
+    def numerics(self) -> Mapping[str, Any] | None:
         """How the scores are computed beyond device and dtype (part of the run identity, see the runner)."""
         return {"autocast": self._autocast, "packing": self._packing}
 

@@ -1,19 +1,27 @@
 """What the transformers backends share about finding and loading a model: base/adapter resolution,
-cache-first loading with a hub fallback, peft adapters, and one-line load errors."""
+cache-first loading with a hub fallback, peft adapters, one-line load errors, and their base class."""
 
 from __future__ import annotations
 
 import gc
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
 
-from harness.backends.base import ModelInfo
-from harness.device import describe_device, dtype_name
-from harness.errors import BenchError, ModelError, one_line
+from harness.backends.base import BackendConfig, ModelInfo, TimingTarget
+from harness.core import RequestKind
+from harness.device import (
+    cpu_has_fast_bf16,
+    describe_device,
+    dtype_name,
+    precision_note,
+    resolve_device,
+    resolve_dtype,
+)
+from harness.errors import BenchError, ModelError, UsageError, one_line
 from harness.models.cache import fingerprint
 from harness.models.materialise import ResolvedModel, adapter_base_model, is_adapter_dir, resolve_model
 from harness.models.presets import ModelKind, describe_presets
@@ -117,21 +125,73 @@ def model_revision(base: ResolvedModel, model: Any, adapter_dir: str | None) -> 
     return revision
 
 
-class LoadedModelMixin:
-    """`info()` and `close()` of a backend holding one transformers model (encoder and hf backends)."""
+class TransformersBackend:
+    """Base of the backends that load one transformers model in this process (encoder, hf): the shared argument
+    checks, threads, device and dtype policy with its notes, `info()`, `close()` and the efficiency hook.
+
+    On CPU the weights stay fp32 and bf16 runs as autocast (chosen automatically only on CPUs with native bf16);
+    on CUDA the weights load in the resolved dtype (`load_dtype`)."""
 
     name: ClassVar[str]
+    kind: ClassVar[ModelKind]  # encoder | causal (what `bench efficiency` times)
+    request_kind: RequestKind
     ref: str
     base: ResolvedModel
     revision: str | None
     adapter_dir: str | None
-    dtype: torch.dtype
-    device: torch.device
     num_parameters: int
     max_length: int
     notes: tuple[str, ...]
     model: Any
+    tokenizer: Any
     _closed: bool
+
+    def _configure(self, config: BackendConfig) -> None:
+        """Check the shared arguments, set threads, and resolve device, dtype and CPU autocast."""
+        if config.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1 (got {config.batch_size})")
+        if config.max_length is not None and config.max_length < 2:
+            raise UsageError(f"--max-length must be at least 2 (got {config.max_length})")
+        if config.threads is not None:
+            if config.threads < 1:
+                raise UsageError(f"--threads must be at least 1 (got {config.threads})")
+            torch.set_num_threads(config.threads)
+        self.config = config
+        self.batch_size = config.batch_size
+        self.device: torch.device = resolve_device(config.device)
+        self.dtype: torch.dtype = resolve_dtype(config.dtype, self.device)
+        self._autocast = self.device.type == "cpu" and self.dtype == torch.bfloat16
+
+    @property
+    def load_dtype(self) -> torch.dtype:
+        """The weights' dtype: fp32 on CPU (bf16 is autocast there), the resolved dtype on CUDA."""
+        return self.dtype if self.device.type == "cuda" else torch.float32
+
+    def _precision_notes(self) -> list[str]:
+        """Autocast, the CPU's bf16 verdict under --dtype auto, and emulated precision."""
+        notes: list[str] = []
+        if self._autocast:
+            notes.append("bf16 autocast on CPU over fp32 weights")
+        elif (self.device.type == "cpu" and self.config.dtype.strip().lower() == "auto"
+              and not cpu_has_fast_bf16()):
+            notes.append("CPU lacks avx512_bf16/AMX: fp32 chosen (bf16 would be slower)")
+        emulated = precision_note(self.dtype, self.device)
+        if emulated:
+            notes.append(emulated)
+        return notes
+
+    @property
+    def prompt_version(self) -> str | None:
+        return None
+
+    @property
+    def numerics(self) -> Mapping[str, Any] | None:
+        """How the scores are computed beyond device and dtype (part of the run identity, see the runner)."""
+        return {"autocast": self._autocast}
+
+    def timing_target(self) -> TimingTarget:
+        return TimingTarget(model=self.model, tokenizer=self.tokenizer, kind=self.kind, device=self.device,
+                            dtype=self.dtype, autocast=self._autocast, max_length=int(self.max_length))
 
     def info(self) -> ModelInfo:
         return ModelInfo(

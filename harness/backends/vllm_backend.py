@@ -24,13 +24,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.backends.base import BackendConfig, ModelInfo
+from harness.backends.options import VLLMOptions
 from harness.core import Request, RequestKind, Score
 from harness.errors import ModelError, ScoreError, UsageError, one_line
 from harness.prompts.causal_requests import CausalRequestEncoder, EncodedUnit, request_kind_for
-
-VLLM_OPTIONS = ("tensor_parallel_size", "pipeline_parallel_size", "enable_prefix_caching",
-                "gpu_memory_utilization", "distributed_executor_backend", "max_num_batched_tokens")
-EXECUTOR_BACKENDS = ("ray", "mp")
 
 # Prompt log-probabilities need the full-vocabulary logits of every prompt token in a step, memory that vLLM's
 # profiling long left out (vllm#5907). The LLM class's default step on an H100/H200 is 16,384 tokens
@@ -43,7 +40,7 @@ EXECUTOR_BACKENDS = ("ray", "mp")
 # (vllm/config/scheduler.py verify_max_model_len), so it is turned on explicitly (vLLM's default for decoder-only
 # models anyway: vllm/config/model.py is_chunked_prefill_supported); a prompt split over steps keeps its
 # log-probabilities (prompt_logprob.py merges the chunks).
-DEFAULT_MAX_NUM_BATCHED_TOKENS = 4096
+# The default, DEFAULT_MAX_NUM_BATCHED_TOKENS = 4096, lives with the typed options (harness.backends.options).
 
 # vllm/config/lora.py (0.33.0) MaxLoRARanks: the values max_lora_rank may take.
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -83,33 +80,6 @@ def _import_vllm() -> Any:
     except ImportError as err:
         raise UsageError("backend 'vllm' needs the package vllm and a CUDA GPU: "
                          "pip install 'statement-bench[gpu]'") from err
-
-
-def _int_option(options: Mapping[str, Any], key: str, default: int | None) -> int | None:
-    value = options.get(key, default)
-    flag = "--" + key.replace("_", "-")
-    if value is None:
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{flag} must be an integer (got {value!r})") from None
-    if number < 1:
-        raise UsageError(f"{flag} must be at least 1 (got {number})")
-    return number
-
-
-def _memory_fraction(options: Mapping[str, Any]) -> float | None:
-    value = options.get("gpu_memory_utilization")
-    if value is None:
-        return None
-    try:
-        fraction = float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"--gpu-memory-utilization must be a number (got {value!r})") from None
-    if not 0 < fraction <= 1:
-        raise UsageError(f"--gpu-memory-utilization must be in (0, 1] (got {fraction:g})")
-    return fraction
 
 
 def visible_device(device: str, world_size: int) -> str | None:
@@ -203,18 +173,12 @@ class VLLMBackend:
 
     def __init__(self, config: BackendConfig) -> None:
         # option refusals come before vLLM is imported or anything is loaded
-        unknown = sorted(set(config.options) - set(VLLM_OPTIONS))
-        if unknown:
-            raise UsageError(f"vllm backend: unknown option(s) {', '.join(unknown)}")
-        options = config.options
-        tp = _int_option(options, "tensor_parallel_size", 1) or 1
-        pp = _int_option(options, "pipeline_parallel_size", 1) or 1
-        batched = _int_option(options, "max_num_batched_tokens", DEFAULT_MAX_NUM_BATCHED_TOKENS)
-        memory = _memory_fraction(options)
-        executor = options.get("distributed_executor_backend")
-        if executor is not None and executor not in EXECUTOR_BACKENDS:
-            raise UsageError(f"--distributed-executor-backend {executor!r}: choose {' or '.join(EXECUTOR_BACKENDS)}")
-        prefix_caching = bool(options.get("enable_prefix_caching", False))
+        self.options = options = VLLMOptions.parse(config.options)
+        tp, pp = options.tensor_parallel_size, options.pipeline_parallel_size
+        batched = options.max_num_batched_tokens
+        memory = options.gpu_memory_utilization
+        executor = options.distributed_executor_backend
+        prefix_caching = options.enable_prefix_caching
         if config.threads is not None:
             raise UsageError("--threads does not apply to backend vllm (its engine sets its own CPU threads)")
         if config.max_length is not None and config.max_length < 2:
@@ -348,6 +312,15 @@ class VLLMBackend:
             notes.append(f"LoRA adapter {self.adapter_dir} applied by vLLM per request (LoRARequest; enable_lora, "
                          f"max_lora_rank {rank}; not merged)")
         return notes
+
+    @property
+    def prompt_version(self) -> str | None:
+        """The judge prompt when statements are judged (recorded with the run's prompt, as on backend hf)."""
+        return self.request_encoder.prompt_version
+
+    @property
+    def numerics(self) -> Mapping[str, Any] | None:
+        return None  # vLLM runs on CUDA only; its dtype is in the identity
 
     def info(self) -> ModelInfo:
         from harness.models.recipe import read_training_recipe

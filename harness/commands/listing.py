@@ -102,3 +102,5 @@ def list_backends() -> None:
     for entry in available():
         extra = f" [extra: {entry.extra}]" if entry.extra else ""
         click.echo(f"{entry.name:10s} {entry.description}{extra}")
+        for line in entry.options.describe():
+            click.echo(f"{'':10s}   --backend-option {line}")

@@ -132,17 +132,15 @@ def train_cmd(model: str, langs: str, tasks: str, per_task: int, template_langua
     """Statement-tune an encoder; resumable (re-run the same command). Loadable by `bench run --model DIR`."""
     import shutil
 
+    from harness.errors import UsageError
+    from harness.training.distributed import check_launch, is_main_process, launched_world_size
     from harness.training.mixture import build_mixture, split_statements
     from harness.training.model_setup import LoraSettings
-    from harness.training.trainer import (
-        Statement,
-        StatementTrainer,
-        TrainConfig,
-        refuse_distributed,
-        resolve_trainable_base,
-    )
+    from harness.training.trainer import Statement, StatementTrainer, TrainConfig, resolve_trainable_base
 
-    refuse_distributed()  # under torchrun: before any statement is built or model loaded
+    # under accelerate launch / torchrun: refused before any statement is built or model loaded
+    check_launch(batch_size, device)
+    main_process = is_main_process()  # every process runs this command; only rank 0 prints and writes
     mixture_cfg = _mixture_config(langs, tasks, per_task, template_language, translation, extra_statements,
                                   allow_eval_overlap, seed)
     lora = LoraSettings(r=lora_r, alpha=lora_alpha, dropout=lora_dropout,
@@ -155,6 +153,9 @@ def train_cmd(model: str, langs: str, tasks: str, per_task: int, template_langua
     cfg.check()
     resolve_trainable_base(model)  # before any statement is built
     out = Path(output or f"{DEFAULT_TRAIN_DIR}/{Path(model).name}-{method}-{langs.replace(',', '_')}")
+    if overwrite and launched_world_size() > 1:
+        raise UsageError("--overwrite under a launcher: delete --output before launching (the processes would "
+                         "race on it)")
     if overwrite and out.exists():
         shutil.rmtree(out)
     mixture = build_mixture(mixture_cfg)
@@ -163,12 +164,14 @@ def train_cmd(model: str, langs: str, tasks: str, per_task: int, template_langua
     def convert(items: Any) -> list[Statement]:
         return [Statement(s.text, int(s.label), f"{s.task_type}/{s.language}") for s in items]
 
-    log = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
+    log = (lambda _m: None) if quiet or not main_process else (lambda m: click.echo(m, err=True))
     log(f"{len(mixture.statements)} statements ({len(train_part)} train / {len(held_part)} held out) -> {out}")
     trainer = StatementTrainer(cfg, convert(train_part), convert(held_part), out, manifest=mixture.manifest,
                                command=_command_line(), threads=threads, progress=log)
     with resumable(f"the last checkpoint is kept in {out}/checkpoint", then="continue"):
         outcome = trainer.run()
+    if not main_process:
+        return
     best = outcome.best
     if best is not None:
         click.echo(f"{out}: best held-out accuracy {100 * best.accuracy:.2f}, F1 {100 * best.f1:.2f} "

@@ -155,22 +155,26 @@ def attention_impl(model: Any) -> str:
 
 
 def load_real(spec: MeasureSpec) -> TimedModel:
-    """The model exactly as `bench run` loads it (same backend class, dtype rules and notes)."""
-    from harness.backends.base import BackendConfig
+    """The model exactly as `bench run` loads it (same backend class, dtype rules and notes), through the
+    backend's declared efficiency hook (`Timeable.timing_target`)."""
+    from harness.backends.base import BackendConfig, Timeable
     from harness.backends.registry import create
 
     cfg = BackendConfig(model=spec.model, dtype=spec.dtype, device=spec.device, threads=spec.threads,
                         seed=spec.seed)
     _, kind, _ = model_config(spec.model)
-    backend: Any = create("encoder" if kind == "encoder" else "hf", cfg)
+    name = "encoder" if kind == "encoder" else "hf"
+    backend = create(name, cfg)
+    if not isinstance(backend, Timeable):
+        raise UsageError(f"backend {name!r} cannot be timed in this process (it has no timing_target)")
+    target = backend.timing_target()
     info = asdict(backend.info())
-    tokenizer = backend.tokenizer
+    tokenizer = target.tokenizer
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    model = backend.model
-    info["attention_implementation"] = attention_impl(model)
-    return TimedModel(model=model, kind=kind, device=backend.device, dtype=backend.dtype,
-                      autocast=bool(backend._autocast), pad_id=int(pad), max_length=int(backend.max_length),
-                      info=info, tokenizer=tokenizer, config=model.config,
+    info["attention_implementation"] = attention_impl(target.model)
+    return TimedModel(model=target.model, kind=target.kind, device=target.device, dtype=target.dtype,
+                      autocast=target.autocast, pad_id=int(pad), max_length=target.max_length,
+                      info=info, tokenizer=tokenizer, config=target.model.config,
                       notes=list(info.get("notes") or ()))
 
 

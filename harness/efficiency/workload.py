@@ -83,18 +83,11 @@ def _requests(tasks: Sequence[str], languages: Sequence[str] | None, limit: int 
               seed: int, include_paths: Sequence[str] = (),
               ) -> tuple[list[list[Request]], dict[str, list[str]], dict[str, str | None]]:
     """Per example, its requests (one per candidate), from the same planner and builders as `bench run`."""
-    from harness.runner import RunConfig, plan_run
-    from harness.statement.verbalizer import StatementRequestBuilder
+    from harness.runner import RunConfig, plan_run, request_builder
 
     plan = plan_run(RunConfig(tasks=tuple(tasks), languages=tuple(languages) if languages else None,
                               limit=limit, seed=seed, include_paths=tuple(include_paths)))
-    builder: Any
-    if kind == "statement":
-        builder = StatementRequestBuilder(plan.templates, seed)
-    else:
-        from harness.prompts.lm_eval_prompts import LMEvalRequestBuilder
-
-        builder = LMEvalRequestBuilder(plan.tasks)
+    builder = request_builder(plan, kind)
     per_example: list[list[Request]] = []
     langs: dict[str, list[str]] = {}
     sha: dict[str, str | None] = {}

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.backends.base import BackendConfig, ModelInfo
+from harness.backends.options import LMEvalOptions
 from harness.core import Example, Request, RequestKind, Sample, Score, argmax
 from harness.errors import BenchError, ModelError, ScoreError, UsageError, one_line
 from harness.lmeval import lm_eval_version, require_lm_eval, version_notes
@@ -102,7 +103,7 @@ class LMEvalBackend:
         from harness.models.quiet import hf_quiet
 
         self.config = config
-        self.prompt_version = prompt_version()  # the run's prompt format (SampleEvaluator)
+        self.options = LMEvalOptions.parse(config.options)
         self.ref = config.model or DEFAULT_CAUSAL
         self.resolved = resolve_model(self.ref)
         if config.threads:
@@ -124,7 +125,7 @@ class LMEvalBackend:
             self.model_args["trust_remote_code"] = True
         if config.adapter:
             self.model_args["peft"] = config.adapter
-        self.model_args.update(dict(config.options.get("model_args", {}) or {}))
+        self.model_args.update(dict(self.options.model_args))
         self.batch_size = config.batch_size
         self.device_arg = device_arg
         _quiet_lm_eval()
@@ -140,12 +141,21 @@ class LMEvalBackend:
             raise ModelError(f"lm-eval could not load model {self.ref} ({self.resolved.path}): "
                              f"{one_line(err)}") from err
         self.dtype = dtype_name(next(self.lm.model.parameters()).dtype)
-        work = config.options.get("work_dir")
+        work = self.options.work_dir
         self._own_work_dir = work is None
         self.work_dir = Path(work) if work else Path(tempfile.mkdtemp(prefix="statement-bench-lmeval-"))
         self.last_results: dict[str, Any] | None = None
 
     # --------------------------------------------------------------------------------------------- backend API
+
+    @property
+    def prompt_version(self) -> str:
+        """The run's prompt format (SampleEvaluator): lm-eval's own prompts, by its version."""
+        return prompt_version()
+
+    @property
+    def numerics(self) -> Mapping[str, Any] | None:
+        return None  # lm-eval's own HFLM computes the scores; dtype and device are in the identity
 
     def info(self) -> ModelInfo:
         model = self.lm.model

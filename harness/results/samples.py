@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +107,23 @@ class SampleStore:
             os.fsync(fh.fileno())
         for s in batch:
             self.samples[s.example_id] = s
+
+
+def merge_samples(store: SampleStore, sources: Sequence[Path], order: Sequence[str] = ()) -> int:
+    """Append to ``store`` the samples of ``sources`` (data-parallel ranks' files) it lacks, ``order`` first (the
+    run's example order, so a merged file reads like a one-process one), then delete the sources. Each append is
+    fsynced before any source goes, so a kill at any point loses nothing, and merging again finishes the job
+    (idempotent). A source's torn last line (a rank killed mid-write) is cut off as `SampleStore` does."""
+    found: dict[str, Sample] = {}
+    for source in sources:
+        if not source.exists():
+            continue
+        for example_id, sample in SampleStore(source).samples.items():
+            if example_id not in store and example_id not in found:
+                found[example_id] = sample
+    position = {example_id: i for i, example_id in enumerate(order)}
+    missing = sorted(found.values(), key=lambda s: position.get(s.example_id, len(position)))  # stable
+    store.append(missing)
+    for source in sources:
+        source.unlink(missing_ok=True)
+    return len(missing)

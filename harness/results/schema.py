@@ -16,8 +16,8 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 from harness.errors import DataError
 
 #: 1.1: optional acc_norm (causal LMs); 1.2: optional efficiency record; 1.3: task title, chance and task file;
-#: readers accept 1.x
-SCHEMA_VERSION = "1.3"
+#: 1.4: world_size (data-parallel processes that scored the run). Readers accept 1.x
+SCHEMA_VERSION = "1.4"
 RESULT_FILE = "result.json"
 SAMPLES_FILE = "samples.jsonl"
 
@@ -75,6 +75,9 @@ class RunResult:
     samples_file: str
     timing: dict[str, Any] = field(default_factory=dict)  # the only part that differs between equal runs
     efficiency: dict[str, Any] | None = None  # `bench efficiency` record (then `tasks` is empty, no samples file)
+    #: processes that scored the run (`bench run` under torchrun / accelerate launch). Not in the identity:
+    #: a run resumes with another process count. Left out of the file when None (efficiency records, older files)
+    world_size: int | None = None
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -91,7 +94,10 @@ def result_to_dict(result: RunResult | EvalRecord | EfficiencyRecord) -> dict[st
     """The file's JSON object (NaN written as null); a read record gives back the `RunResult` it was read from."""
     if not isinstance(result, RunResult):
         result = result.to_result()
-    return dict(_nan_to_none(asdict(result)))
+    out = dict(_nan_to_none(asdict(result)))
+    if out["world_size"] is None:  # efficiency records and files written before it stay as they were
+        del out["world_size"]
+    return out
 
 
 def _none_to_nan(value: Any) -> float:
@@ -499,10 +505,12 @@ class EvalRecord:
     #: per task with a `--templates all` block: that block, typed (the task's own `template_sensitivity` is the
     #: block as written)
     template_sensitivity: dict[str, TemplateSensitivity] = field(default_factory=dict)
+    world_size: int | None = None  # data-parallel processes that scored it (None in older files)
 
     def to_result(self) -> RunResult:
         return RunResult(self.schema_version, self.run_id, self.config.to_dict(), self.model.to_dict(),
-                         self.environment.to_dict(), self.tasks, self.samples_file, dict(self.timing), None)
+                         self.environment.to_dict(), self.tasks, self.samples_file, dict(self.timing), None,
+                         self.world_size)
 
 
 @dataclass
@@ -528,12 +536,13 @@ ResultRecord = EvalRecord | EfficiencyRecord
 
 
 def _migrate(d: dict[str, Any]) -> dict[str, Any]:
-    """Any 1.x file in the current (1.3) shape; the one place that knows the older versions. 1.0 had no acc_norm
-    (1.1), no efficiency record (1.2), no task title / chance / task file (1.3): the absent fields take their
-    defaults (None), and a file without timing gets an empty one."""
+    """Any 1.x file in the current (1.4) shape; the one place that knows the older versions. 1.0 had no acc_norm
+    (1.1), no efficiency record (1.2), no task title / chance / task file (1.3), no world_size (1.4): the absent
+    fields take their defaults (None), and a file without timing gets an empty one."""
     out = dict(d)
     out.setdefault("timing", {})
     out.setdefault("efficiency", None)
+    out.setdefault("world_size", None)
     return out
 
 
@@ -565,7 +574,10 @@ def record_from_dict(d: Any, where: str = "result") -> ResultRecord:
             _object(d["efficiency"], "efficiency")
         sensitivity = {name: TemplateSensitivity.parse(tr.template_sensitivity, f"tasks.{name}.template_sensitivity")
                        for name, tr in tasks.items() if tr.template_sensitivity}
-        return EvalRecord(**common, tasks=tasks, template_sensitivity=sensitivity)
+        world_size = _check(d["world_size"], int | None, "world_size")
+        if world_size is not None and world_size < 1:
+            raise MalformedField("world_size", f"expected a positive number of processes, got {world_size!r}")
+        return EvalRecord(**common, tasks=tasks, template_sensitivity=sensitivity, world_size=world_size)
     except MalformedField as err:
         raise DataError(f"{where}: {err.field_path}: {err.message}") from None
 

@@ -13,14 +13,21 @@ Output directory (loadable by ``bench run --backend encoder --model DIR``):
   preset name, so the adapter loads on any machine);
 * ``README.md`` (model card), ``training.json`` (config, command line, data manifest summary, evaluations,
   versions), ``data_manifest.json``;
-* ``checkpoint/`` while training (the last state: trainable weights, optimizer, scheduler, fp16 loss scaler, CPU
-  and CUDA RNG, position in the data order); an interrupted run continues from it when the same command is run
-  again, and it is removed when training finishes.
-* Training is one process on one device (``--device cuda:N``); torchrun (``WORLD_SIZE > 1``) is refused.
+* ``checkpoint/step-NNNNNNNN/`` while training (the last state, through accelerate's ``save_state``: trainable
+  weights in safetensors; optimizer, scheduler and fp16 loss scaler as accelerate's torch.save files, loaded back
+  with ``weights_only=True``; every process's CPU and CUDA RNG, in safetensors as well as accelerate's file; and
+  ``progress.json``, the position in the data order, written last by rank 0 so that only a complete checkpoint is
+  resumed); an interrupted (even ``kill -9``-ed) run continues from it when the same command is run again, and it
+  is removed when training finishes. Checkpoints of older versions (a pickled ``checkpoint/state.pt``) are refused.
+
+One process, or N under ``accelerate launch`` / torchrun (DDP, see docs/distributed-training.md): ``--batch-size``
+is the global batch, each process takes ``batch-size / N`` rows of every batch of the one-process order, gradients
+are averaged by DDP, the held-out statements are scored in shards and gathered, and only rank 0 writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -29,6 +36,7 @@ import random
 import shutil
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,18 +53,21 @@ from harness.device import (
     resolve_device,
     resolve_dtype,
 )
-from harness.errors import UsageError
+from harness.errors import UsageError, one_line
 from harness.models.cache import make_readable
 from harness.models.materialise import ResolvedModel, adapter_base_model, is_adapter_dir, resolve_model
 from harness.models.presets import DEFAULT_ENCODER_BASE, PRESETS
 from harness.models.quiet import hf_quiet
+from harness.training import distributed
 from harness.training.model_setup import METHODS, LoraSettings, load_for_training
 
 TRAINING_FILE = "training.json"
 CARD_FILE = "README.md"
 MANIFEST_FILE = "data_manifest.json"
 CHECKPOINT_DIR = "checkpoint"
+PROGRESS_FILE = "progress.json"  # a checkpoint's commit marker: written last, by rank 0
 FORMAT_VERSION = 1
+CHECKPOINT_FORMAT = 2  # 1: checkpoint/state.pt (pickled; refused); 2: accelerate save_state + progress.json
 #: seed recipe (METHOD.md §4): lr 2e-6 for full fine-tuning. LoRA needs a larger step, but on me5-small's
 #: 25-language mixture 5e-4 and 1e-3 collapsed to one class while 2e-4 reached 75.6% held-out in 750 steps
 DEFAULT_LR = {"full": 2e-6, "lora": 2e-4, "qlora": 2e-4}
@@ -74,16 +85,6 @@ def resolve_trainable_base(model: str) -> ResolvedModel:
     return base
 
 
-def refuse_distributed() -> None:
-    """Training is one process on one device: under torchrun every rank would train the same model into the same
-    --output and race on its checkpoint, so WORLD_SIZE > 1 is refused until multi-GPU training exists."""
-    raw = os.environ.get("WORLD_SIZE", "").strip()
-    if raw in ("", "0", "1"):
-        return
-    raise UsageError(f"WORLD_SIZE={raw}: bench train does not support torchrun / multi-process training yet; "
-                     "run it as one process (pick the GPU with --device cuda:N)")
-
-
 def loss_scaler(device: torch.device, amp_dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
     """A GradScaler for fp16 autocast (small fp16 gradients underflow to zero without one); bf16 has fp32's
     exponent range and needs none. fp16 is a CUDA-only choice (resolve_dtype refuses it on CPU)."""
@@ -94,27 +95,20 @@ def loss_scaler(device: torch.device, amp_dtype: torch.dtype | None) -> torch.am
     return torch.amp.GradScaler("cuda")
 
 
-def optimizer_step(params: Sequence[torch.Tensor], optimizer: torch.optim.Optimizer, scheduler: Any,
+def optimizer_step(accelerator: Any, params: Sequence[torch.Tensor], optimizer: Any, scheduler: Any,
                    scaler: torch.amp.GradScaler | None, max_norm: float = 1.0) -> bool:
-    """Clip the gradients, step the optimizer and the schedule; False when the scaler skipped the step.
+    """Clip the (DDP-averaged) gradients, step the optimizer and the schedule; False when the scaler skipped it.
 
-    With a scaler the gradients are unscaled before clipping (the norm is of the true gradients), and a step the
-    scaler skipped (inf/NaN gradients; it then lowers the scale) does not advance the schedule either, as
-    accelerate does."""
-    if scaler is None:
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
-        optimizer.step()
-        scheduler.step()
-        return True
-    scaler.unscale_(optimizer)
-    torch.nn.utils.clip_grad_norm_(params, max_norm)
-    before = scaler.get_scale()
-    scaler.step(optimizer)
-    scaler.update()
-    stepped = scaler.get_scale() >= before
-    if stepped:
-        scheduler.step()
-    return stepped
+    ``optimizer`` and ``scheduler`` are accelerate's wrappers: with the trainer's scaler handed to the
+    accelerator, the optimizer's step is ``scaler.step`` + ``scaler.update`` and a step the scaler skipped
+    (inf/NaN gradients; it then lowers the scale) does not advance the schedule. accelerate unscales only in its
+    own fp16 mode, so the gradients are unscaled here, before clipping (the norm is of the true gradients)."""
+    if scaler is not None:
+        scaler.unscale_(optimizer.optimizer)
+    accelerator.clip_grad_norm_(params, max_norm)
+    optimizer.step()
+    scheduler.step()
+    return not optimizer.step_was_skipped
 
 
 def rng_state() -> dict[str, Any]:
@@ -249,6 +243,27 @@ def batch_order(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) 
     return collator.batches(batch_size, shuffle=rng)
 
 
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest committed checkpoint (its progress.json written); a half-written one is ignored."""
+    done = sorted(p.parent for p in ckpt_dir.glob(f"step-*/{PROGRESS_FILE}"))
+    return done[-1] if done else None
+
+
+def _engine(accelerator: Any) -> str:
+    """"FSDP" / "DEEPSPEED" when accelerate runs one of them (they gather and step differently), else ""."""
+    value = str(getattr(accelerator.distributed_type, "value", ""))
+    return value if value in ("FSDP", "DEEPSPEED") else ""
+
+
+def _trainable_names(model: Any) -> set[str]:
+    """Names of the trained parameters, without DDP's "module." prefix (accelerate's save_state drops it)."""
+    return {n.removeprefix("module.") for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
 def _set_dropout(model: torch.nn.Module, training: bool) -> None:
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
@@ -270,12 +285,6 @@ def _train_mode(model: torch.nn.Module, method: str) -> None:
         model.train()
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
@@ -291,7 +300,6 @@ class StatementTrainer:
     def __init__(self, cfg: TrainConfig, train: Sequence[Statement], heldout: Sequence[Statement], output: Path,
                  *, manifest: dict[str, Any] | None = None, command: str = "", threads: int | None = None,
                  progress: Callable[[str], None] | None = None) -> None:
-        refuse_distributed()
         cfg.check()
         if not train:
             raise UsageError("no training statements (check --langs / --tasks)")
@@ -307,7 +315,10 @@ class StatementTrainer:
         self.output = output
         self.manifest = manifest or {}
         self.command = command
-        self.log = progress or (lambda _msg: None)
+        # under a launcher only rank 0 reports (every rank runs the same loop)
+        self.log = (progress or _quiet) if distributed.is_main_process() else _quiet
+        self.accelerator: Any = None  # made by run(): the device decides it
+        self.wrapped: Any = None  # the model as accelerate prepared it (DDP / FSDP / DeepSpeed wrapper)
         self.identity = config_identity(cfg, statements_identity(self.train_statements, self.heldout))
 
     # -- setup ---------------------------------------------------------------------------------------------
@@ -315,8 +326,8 @@ class StatementTrainer:
     def _state(self) -> dict[str, Any] | None:
         """The finished or in-progress state of this output directory, after checking it is this run's."""
         info_path = self.output / TRAINING_FILE
-        ckpt = self.output / CHECKPOINT_DIR / "state.pt"
-        for path in (info_path, self.output / CHECKPOINT_DIR / "identity.json"):
+        ckpt_dir = self.output / CHECKPOINT_DIR
+        for path in (info_path, ckpt_dir / "identity.json"):
             if path.exists():
                 try:
                     other = json.loads(path.read_text(encoding="utf-8")).get("identity")
@@ -327,8 +338,12 @@ class StatementTrainer:
                                      f"({other} vs {self.identity}); use another --output, or --overwrite")
         if info_path.exists() and json.loads(info_path.read_text(encoding="utf-8")).get("finished"):
             return {"finished": True}
-        if ckpt.exists():
-            return {"checkpoint": ckpt}
+        committed = latest_checkpoint(ckpt_dir)
+        if committed is not None:
+            return {"checkpoint": committed}
+        if (ckpt_dir / "state.pt").exists():
+            raise UsageError(f"{ckpt_dir / 'state.pt'} is a checkpoint of an older bench train (pickled; not loaded "
+                             "any more): use --overwrite to start again")
         return None
 
     def _tokenize(self, tokenizer: Any, statements: Sequence[Statement]) -> tuple[list[list[int]], int, int]:
@@ -363,26 +378,41 @@ class StatementTrainer:
 
     def evaluate(self, model: Any, ids: list[list[int]], labels: list[int], groups: list[str], pad: int,
                  step: int, epoch: float) -> EvalRecord:
+        """Held-out accuracy, F1 and loss. Under N processes each scores every N-th length-sorted chunk with the
+        unwrapped model, and gather_for_metrics brings every rank all chunks; the chunks partition the statements,
+        so none is counted twice. Every rank runs the same number of forwards (a rank out of chunks repeats the
+        first one and drops its result): under FSDP / ZeRO-3 each forward gathers parameters from all ranks."""
+        acc = self.accelerator
         _eval_mode(model, self.cfg.method)
         collator = Collator([len(x) for x in ids], order=[i for i in range(len(ids)) if ids[i]])
-        preds: dict[int, int] = {}
-        total_loss = 0.0
+        chunks = collator.batches(self.cfg.batch_size * 2)
+        scored: list[tuple[int, float, list[tuple[int, int]]]] = []
         with torch.no_grad(), self._autocast():
-            for chunk in collator.batches(self.cfg.batch_size * 2):
+            rounds = math.ceil(len(chunks) / acc.num_processes)
+            for c in range(acc.process_index, rounds * acc.num_processes, acc.num_processes):
+                chunk = chunks[c if c < len(chunks) else 0]
                 batch = self._collate([ids[i] for i in chunk], pad, self.device)
                 logits = model(**batch).logits.float()
+                if c >= len(chunks):
+                    continue
                 target = torch.tensor([labels[i] for i in chunk], device=logits.device)
-                total_loss += float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
-                for i, p in zip(chunk, logits.argmax(-1).tolist(), strict=True):
-                    preds[i] = int(p)
+                chunk_loss = float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
+                scored.append((c, chunk_loss, list(zip(chunk, map(int, logits.argmax(-1).tolist()), strict=True))))
         _train_mode(model, self.cfg.method)
+        if acc.num_processes > 1:
+            scored = acc.gather_for_metrics(scored, use_gather_object=True)
+        total_loss = 0.0
+        preds: dict[int, int] = {}
+        for _c, chunk_loss, pairs in sorted(scored, key=lambda x: x[0]):  # the one-process summation order
+            total_loss += chunk_loss
+            preds.update(pairs)
         kept = sorted(preds)
-        acc, f1 = binary_scores([preds[i] for i in kept], [labels[i] for i in kept])
+        accuracy, f1 = binary_scores([preds[i] for i in kept], [labels[i] for i in kept])
         by_group: dict[str, list[int]] = {}
         for i in kept:
             by_group.setdefault(groups[i], []).append(int(preds[i] == labels[i]))
         return EvalRecord(step=step, epoch=round(epoch, 4), loss=round(total_loss / max(len(kept), 1), 5),
-                          accuracy=round(acc, 5), f1=round(f1, 5), n=len(kept),
+                          accuracy=round(accuracy, 5), f1=round(f1, 5), n=len(kept),
                           by_group={g: round(sum(v) / len(v), 4) for g, v in sorted(by_group.items())})
 
     def _autocast(self) -> Any:
@@ -392,39 +422,94 @@ class StatementTrainer:
 
     # -- saving --------------------------------------------------------------------------------------------
 
-    def _trainable_state(self, model: Any) -> dict[str, torch.Tensor]:
-        names = {n for n, p in model.named_parameters() if p.requires_grad}
-        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
-                if k in names or self.cfg.method == "full"}
-
     def _save_best(self, model: Any, tokenizer: Any) -> None:
-        """The best weights in the output directory itself (full model, or adapter + head + pooler)."""
+        """The best weights in the output directory itself (full model, or adapter + head + pooler); rank 0
+        writes, the others wait. Under FSDP / DeepSpeed the full state dict is first gathered (every rank)."""
+        acc = self.accelerator
+        state_dict = acc.get_state_dict(self.wrapped) if _engine(acc) in ("FSDP", "DEEPSPEED") else None
+        if acc.is_main_process:
+            self._write_best(model, tokenizer, state_dict)
+        acc.wait_for_everyone()
+
+    def _write_best(self, model: Any, tokenizer: Any, state_dict: dict[str, Any] | None) -> None:
         out = self.output
+        extra = {"state_dict": state_dict} if state_dict is not None else {}
         for stale in ("model.safetensors", "adapter_model.safetensors", "adapter_config.json", "config.json"):
             (out / stale).unlink(missing_ok=True)
         with hf_quiet(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning)
             if self.cfg.method == "full":
-                model.save_pretrained(out)
+                model.save_pretrained(out, **extra)
                 tokenizer.save_pretrained(out)
             else:
                 model.peft_config["default"].base_model_name_or_path = self.cfg.model
-                model.save_pretrained(out)
+                model.save_pretrained(out, **extra)
                 # the base is named as the user gave it (a preset name stays portable)
                 cfg_path = out / "adapter_config.json"
                 adapter_cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
                 adapter_cfg["base_model_name_or_path"] = self.cfg.model
                 cfg_path.write_text(json.dumps(adapter_cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
-    def _save_checkpoint(self, model: Any, optimizer: Any, scheduler: Any, progress: dict[str, Any],
-                         scaler: torch.amp.GradScaler | None = None) -> None:
+    def _save_checkpoint(self, progress: dict[str, Any]) -> None:
+        """accelerate's save_state into checkpoint/step-N (every rank: its RNG; rank 0: the rest), then, once
+        every rank has written, rank 0 commits it by writing progress.json and drops older checkpoints; a run
+        killed at any moment leaves the last committed checkpoint intact."""
+        acc = self.accelerator
         ckpt = self.output / CHECKPOINT_DIR
-        ckpt.mkdir(parents=True, exist_ok=True)
-        _write_json(ckpt / "identity.json", {"identity": self.identity})
-        _atomic_torch_save({"model": self._trainable_state(model), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "progress": progress,
-                            "scaler": scaler.state_dict() if scaler is not None else None, **rng_state()},
-                           ckpt / "state.pt")
+        target = ckpt / f"step-{int(progress['step']):08d}"
+        if (target / PROGRESS_FILE).exists():  # this step is saved already (an interrupt right after it)
+            return
+        if acc.is_main_process:
+            ckpt.mkdir(parents=True, exist_ok=True)
+            _write_json(ckpt / "identity.json", {"identity": self.identity})
+        with hf_quiet():
+            acc.save_state(str(target))
+        distributed.save_rng(target / distributed.RNG_FILE.format(rank=acc.process_index), rng_state())
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            _write_json(target / PROGRESS_FILE, {**progress, "format": CHECKPOINT_FORMAT,
+                                                 "world_size": acc.num_processes, "identity": self.identity})
+            for old in ckpt.glob("step-*"):
+                if old != target:
+                    shutil.rmtree(old, ignore_errors=True)
+
+    def _load_checkpoint(self, where: Path, scaler: torch.amp.GradScaler | None) -> dict[str, Any]:
+        """accelerate's load_state (weights from safetensors; optimizer, scheduler, scaler and accelerate's RNG
+        file through torch.load(weights_only=True)), then this rank's RNG from safetensors (accelerate skips
+        RNG it cannot restore silently, and restores all CUDA states even when fewer GPUs are visible)."""
+        acc = self.accelerator
+        try:
+            progress: dict[str, Any] = json.loads((where / PROGRESS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise UsageError(f"{where / PROGRESS_FILE}: unreadable ({err}); use --overwrite") from err
+        saved_world = int(progress.get("world_size", 1))
+        if saved_world != acc.num_processes:
+            raise UsageError(f"{where}: checkpoint of a {saved_world}-process run; resume it with "
+                             f"{saved_world} process(es) (this is {acc.num_processes}), or use --overwrite")
+        weights = where / "model.safetensors"
+        if self.cfg.method != "full" and weights.exists():
+            # LoRA weights load with strict=False (the frozen base is not in the file): check the fit here
+            from safetensors import safe_open
+
+            with safe_open(str(weights), "pt") as f:
+                keys = {k.removeprefix("module.") for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+            if keys != _trainable_names(self.wrapped):
+                raise UsageError(f"{where}: checkpoint does not fit this model; use --overwrite")
+        keep = acc.scaler
+        if scaler is not None and not (where / "scaler.pt").exists():
+            acc.scaler = None  # a checkpoint without a scaler state: the scaler starts afresh
+        try:
+            with hf_quiet():
+                acc.load_state(str(where), strict=self.cfg.method == "full")
+        except (RuntimeError, KeyError, ValueError, OSError) as err:
+            raise UsageError(f"{where}: checkpoint does not fit this model ({one_line(err)}); "
+                             "use --overwrite") from err
+        finally:
+            acc.scaler = keep
+        rng = where / distributed.RNG_FILE.format(rank=acc.process_index)
+        if rng.exists():
+            restore_rng(distributed.load_rng(rng))
+        return progress
 
     # -- the loop ------------------------------------------------------------------------------------------
 
@@ -436,19 +521,44 @@ class StatementTrainer:
             best = EvalRecord(**info["best"]) if info.get("best") else None
             self.log(f"{self.output}: already trained ({info.get('steps')} steps); nothing to do")
             return TrainOutcome(self.output, best, history, int(info.get("steps", 0)), 0, 0.0, already_done=True)
-        self.output.mkdir(parents=True, exist_ok=True)
         cfg = self.cfg
-        self.device = resolve_device(cfg.device)
+        world = distributed.launched_world_size()
+        distributed.check_launch(cfg.batch_size, cfg.device, world)
+        self.output.mkdir(parents=True, exist_ok=True)
+        if world > 1:  # the launcher's process group decides the device: cuda:LOCAL_RANK, or the CPU (gloo)
+            self.accelerator = distributed.make_accelerator(cpu=cfg.device == "cpu")
+            self.device = torch.device(self.accelerator.device)
+        else:
+            self.device = resolve_device(cfg.device)
         if self.device.type == "cuda":
             self.device = bind_cuda(self.device)
         dtype = resolve_dtype(cfg.dtype, self.device)
         self.amp_dtype = dtype if dtype != torch.float32 else None
         scaler = loss_scaler(self.device, self.amp_dtype)
+        if world == 1:
+            self.accelerator = distributed.make_accelerator(cpu=self.device.type == "cpu")
+        try:
+            return self._train(state, dtype, scaler)
+        finally:
+            if world == 1:
+                distributed.release_accelerator()
+
+    def _train(self, state: dict[str, Any] | None, dtype: torch.dtype,
+               scaler: torch.amp.GradScaler | None) -> TrainOutcome:
+        cfg = self.cfg
+        acc = self.accelerator
+        rank, world = acc.process_index, acc.num_processes
+        if cfg.grad_accum > 1 and _engine(acc) == "DEEPSPEED":
+            raise UsageError("--grad-accum > 1 under DeepSpeed: put gradient_accumulation_steps in the DeepSpeed "
+                             "config instead (see docs/distributed-training.md)")
         notes: list[str] = []
         if self.device.type == "cpu" and self.amp_dtype is not None:
             notes.append(f"{dtype_name(dtype)} autocast on CPU over fp32 weights")
         elif self.device.type == "cpu" and cfg.dtype == "auto" and not cpu_has_fast_bf16():
             notes.append("CPU lacks avx512_bf16/AMX: fp32 chosen (bf16 would be slower)")
+        if world > 1:
+            notes.append(f"{world} processes ({_engine(acc) or 'DDP'}): {cfg.batch_size // world} rows of each "
+                         f"global batch of {cfg.batch_size} per process")
         base = resolve_trainable_base(cfg.model)
         compute = self.amp_dtype or torch.float32
         with warnings.catch_warnings():
@@ -474,32 +584,35 @@ class StatementTrainer:
         steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.grad_accum))
         total_steps = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
         warmup = int(total_steps * cfg.warmup_ratio)
-        params = [p for p in model.parameters() if p.requires_grad]
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        decay = [p for p in trainable if p.ndim >= 2]
+        no_decay = [p for p in trainable if p.ndim < 2]
+        raw_optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                           {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
 
         def schedule(step: int) -> float:
             if step < warmup:
                 return (step + 1) / max(1, warmup)
             return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        raw_scheduler = torch.optim.lr_scheduler.LambdaLR(raw_optimizer, schedule)
+        acc.scaler = scaler  # before prepare: the optimizer wrapper steps through it, save_state saves it
+        wrapped, optimizer, scheduler = acc.prepare(model, raw_optimizer, raw_scheduler)
+        params = [p for p in wrapped.parameters() if p.requires_grad]
+        if cfg.method != "full":  # checkpoints hold the trained weights only, not the frozen base
+            names = _trainable_names(wrapped)
+
+            def trainable_only(_models: Any, weights: list[dict[str, Any]], _dir: str) -> None:
+                weights[:] = [OrderedDict((k, v) for k, v in w.items() if k.removeprefix("module.") in names)
+                              for w in weights]
+
+            acc.register_save_state_pre_hook(trainable_only)
+        self.wrapped = wrapped
         progress: dict[str, Any] = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None, "history": [],
                                     "seconds": 0.0}
         resumed_from = 0
         if state and "checkpoint" in state:
-            saved = torch.load(state["checkpoint"], map_location="cpu", weights_only=False)
-            missing = model.load_state_dict(saved["model"], strict=False)
-            if missing.unexpected_keys:
-                raise UsageError(f"{state['checkpoint']}: checkpoint does not fit this model; use --overwrite")
-            optimizer.load_state_dict(saved["optimizer"])
-            scheduler.load_state_dict(saved["scheduler"])
-            if scaler is not None and saved.get("scaler"):  # none in checkpoints of older versions
-                scaler.load_state_dict(saved["scaler"])
-            restore_rng(saved)
-            progress = saved["progress"]
+            progress = self._load_checkpoint(state["checkpoint"], scaler)
             resumed_from = int(progress["step"])
             self.log(f"resuming at step {resumed_from} of {total_steps}")
         history = [EvalRecord(**h) for h in progress["history"]]
@@ -534,20 +647,29 @@ class StatementTrainer:
         done_batch = skip  # batches of this epoch covered by finished optimizer steps
         try:
             while step < total_steps:
-                order = batch_order(lengths, cfg.batch_size, cfg.seed, epoch)
+                order = batch_order(lengths, cfg.batch_size, cfg.seed, epoch)  # the global order, every rank
                 for b, batch_idx in enumerate(order):
                     if b < skip:
                         continue
-                    batch = self._collate([train_ids[usable[i]] for i in batch_idx], pad, self.device)
-                    target = torch.tensor([labels[i] for i in batch_idx], device=self.device)
-                    with self._autocast():
-                        logits = model(**batch).logits
-                    loss = torch.nn.functional.cross_entropy(logits.float(), target) / cfg.grad_accum
-                    (scaler.scale(loss) if scaler is not None else loss).backward()
+                    mine = distributed.shard(batch_idx, rank, world)
+                    # a rank with no rows of a short last batch still joins DDP's all-reduce, with weight 0
+                    rows = mine or batch_idx[:1]
+                    batch = self._collate([train_ids[usable[i]] for i in rows], pad, self.device)
+                    target = torch.tensor([labels[i] for i in rows], device=self.device)
+                    sync = not (b + 1) % cfg.grad_accum or b + 1 == len(order)
+                    with contextlib.nullcontext() if sync else acc.no_sync(wrapped):
+                        with self._autocast():
+                            logits = wrapped(**batch).logits
+                        # DDP averages over processes: weighting each rank's mean by its share of the global
+                        # batch makes that the mean over the global batch (the factor is exactly 1 for one
+                        # process, and for equal shards)
+                        share = len(mine) * world / len(batch_idx)
+                        loss = torch.nn.functional.cross_entropy(logits.float(), target) * share / cfg.grad_accum
+                        acc.backward(loss)
                     running.append(float(loss.detach()) * cfg.grad_accum)
-                    if (b + 1) % cfg.grad_accum and b + 1 != len(order):
+                    if not sync:
                         continue
-                    if not optimizer_step(params, optimizer, scheduler, scaler):
+                    if not optimizer_step(acc, params, optimizer, scheduler, scaler):
                         skipped += 1
                     optimizer.zero_grad(set_to_none=True)
                     step += 1
@@ -557,7 +679,7 @@ class StatementTrainer:
                         running = []
                     if step % cfg.eval_every == 0 or step == total_steps:
                         evaluate_and_keep_best(epoch + (b + 1) / len(order))
-                        self._save_checkpoint(model, optimizer, scheduler, snapshot(epoch, b + 1), scaler)
+                        self._save_checkpoint(snapshot(epoch, b + 1))
                     if step >= total_steps:
                         break
                 else:
@@ -566,23 +688,27 @@ class StatementTrainer:
                     continue
                 break
         except KeyboardInterrupt:
-            # keep every finished step: the same command continues from here
-            self._save_checkpoint(model, optimizer, scheduler, snapshot(epoch, done_batch), scaler)
+            # keep every finished step: the same command continues from here. Under a launcher the other
+            # processes may already be gone (no barrier is possible): the last periodic checkpoint is resumed
+            if world == 1:
+                self._save_checkpoint(snapshot(epoch, done_batch))
             raise
         seconds = prior_seconds + time.perf_counter() - loop_started
         if scaler is not None:
             notes.append(f"fp16 autocast with dynamic loss scaling: {skipped} of {step} optimizer steps skipped "
                          "(inf/NaN gradients)")
         outcome = TrainOutcome(self.output, best, history, step, resumed_from, seconds)
-        self._finish(outcome, notes, total_steps, len(usable), dropped, held_dropped,
-                     device=describe_device(self.device), dtype=dtype_name(dtype),
-                     tokens=sum(lengths))
+        if acc.is_main_process:
+            self._finish(outcome, notes, total_steps, len(usable), dropped, held_dropped,
+                         device=describe_device(self.device), dtype=dtype_name(dtype),
+                         tokens=sum(lengths), world_size=world)
+        acc.wait_for_everyone()
         self.log(f"trained {step} steps in {seconds:.0f}s; best held-out accuracy "
                  f"{best.accuracy if best else float('nan'):.4f}")
         return outcome
 
     def _finish(self, outcome: TrainOutcome, notes: list[str], total_steps: int, n_train: int, dropped: int,
-                held_dropped: int, *, device: str, dtype: str, tokens: int) -> None:
+                held_dropped: int, *, device: str, dtype: str, tokens: int, world_size: int = 1) -> None:
         from harness.device import environment
 
         cfg = self.cfg
@@ -595,6 +721,10 @@ class StatementTrainer:
                            "train_tokens": tokens},
             "steps": outcome.steps, "total_steps": total_steps, "seconds": round(outcome.seconds, 1),
             "device": device, "dtype": dtype, "threads": torch.get_num_threads(), "notes": notes,
+            "resumed_from": outcome.resumed_from,
+            # the global batch is --batch-size x --grad-accum whatever the number of processes
+            "distributed": {"world_size": world_size, "per_process_batch": cfg.batch_size // world_size,
+                            "global_batch": cfg.batch_size * cfg.grad_accum},
             "best": asdict(outcome.best) if outcome.best else None,
             "evaluations": [asdict(h) for h in outcome.history],
             "data": {k: self.manifest.get(k) for k in ("config", "templates_version", "data_checksums", "totals")
@@ -606,6 +736,14 @@ class StatementTrainer:
         _write_json(self.output / TRAINING_FILE, info)
         shutil.rmtree(self.output / CHECKPOINT_DIR, ignore_errors=True)
         make_readable(self.output)  # safetensors writes 0600 files; a model directory is shared like any other
+
+
+def _processes_row(info: dict[str, Any]) -> list[str]:
+    dist = info.get("distributed") or {}
+    if int(dist.get("world_size", 1)) <= 1:
+        return []
+    return [f"| processes | {dist['world_size']} x {dist['per_process_batch']} rows per batch "
+            f"(global batch {dist['global_batch']}) |"]
 
 
 def model_card(info: dict[str, Any], manifest: dict[str, Any]) -> str:
@@ -634,6 +772,7 @@ def model_card(info: dict[str, Any], manifest: dict[str, Any]) -> str:
     lines += [f"| steps | {info['steps']} of {info['total_steps']} |",
               f"| statements | {info['statements']['train']} train / {info['statements']['heldout']} held out |",
               f"| device | {info['device']}, {info['dtype']}, {info['threads']} threads |",
+              *_processes_row(info),
               f"| time | {info['seconds']} s |", ""]
     if info.get("notes"):
         lines += ["Notes:", ""] + [f"- {n}" for n in info["notes"]] + [""]
