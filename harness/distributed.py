@@ -123,7 +123,13 @@ def device_for(requested: str, here: World) -> str:
         return requested
     import torch
 
-    return f"cuda:{here.local_rank}" if torch.cuda.is_available() else requested
+    if not torch.cuda.is_available():
+        return requested
+    count = torch.cuda.device_count()
+    if here.local_rank >= count:  # else torch fails later with "invalid device ordinal" on this rank only
+        raise UsageError(f"rank {here.rank} has LOCAL_RANK {here.local_rank}, but this node sees {count} GPU(s): "
+                         f"start at most {count} process(es) per node")
+    return f"cuda:{here.local_rank}"
 
 
 def rank_samples_file(rank: int) -> str:

@@ -231,10 +231,15 @@ def test_device_for_a_rank(monkeypatch: pytest.MonkeyPatch) -> None:
 
     here = World(rank=3, world_size=4, local_rank=1)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert distributed.device_for("auto", here) == "cuda:1"
     assert distributed.device_for("cuda", here) == "cuda:1"
     assert distributed.device_for("cuda:0", here) == "cuda:0"
     assert distributed.device_for("cpu", here) == "cpu"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # two processes on a one-GPU node
+    with pytest.raises(UsageError, match=r"rank 3 has LOCAL_RANK 1, but this node sees 1 GPU\(s\): start at most 1"):
+        distributed.device_for("auto", here)
+    assert distributed.device_for("auto", World(rank=2, world_size=4, local_rank=0)) == "cuda:0"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert distributed.device_for("auto", here) == "auto"
 

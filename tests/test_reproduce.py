@@ -162,6 +162,12 @@ def test_stand_in_completes_and_reports_published_table_and_deltas(stand_in: tup
             found += 1
     assert found == 2
     assert "minilm-l6 (statement-tuned: mdeberta-25)" in report and "smollm2-135m" in report
+    # the HTML report carries the same section (inside <main>, listed in the contents)
+    page = (out / "report" / "report.html").read_text(encoding="utf-8")
+    section = page[page.index('<section id="reproduction-bench-reproduce">'):page.index("</main>")]
+    assert "Stand-in run, not the paper&#x27;s study." in section or "Stand-in run, not the paper's study." in section
+    assert "minilm-l6 (statement-tuned: mdeberta-25)" in section and "mDeBERTa-276M" in section
+    assert '<a href="#reproduction-bench-reproduce">' in page[:page.index("<main>")]
 
 
 def test_second_invocation_skips_every_step_and_touches_no_file(stand_in: tuple[Path, Result, float]) -> None:

@@ -258,6 +258,15 @@ def _toc(doc: ReportDoc, ids: list[str]) -> str:
     return "\n".join([*head, *items, "</ul>", "</nav>"])
 
 
+def section_html(section: Section, sid: str) -> str:
+    """One section as HTML (also appended to a written report, e.g. by `bench reproduce`)."""
+    h = _heading_level(section)
+    return "\n".join([f'<section id="{html.escape(sid)}">',
+                      f"<h{h}>{inline_markdown(section.title, links=False)}</h{h}>",
+                      *(_block(b) for b in section.blocks),
+                      "</section>"])
+
+
 def render_html(doc: ReportDoc) -> str:
     """The whole report as one HTML5 document string (raises DataError when a figure's PNG is missing)."""
     ids = _section_ids(doc.sections)
@@ -282,12 +291,7 @@ def render_html(doc: ReportDoc) -> str:
     if doc.sections:
         parts.append(_toc(doc, ids))
     parts.append("<main>")
-    for section, sid in zip(doc.sections, ids, strict=True):
-        h = _heading_level(section)
-        parts += [f'<section id="{html.escape(sid)}">',
-                  f"<h{h}>{inline_markdown(section.title, links=False)}</h{h}>",
-                  *(_block(b) for b in section.blocks),
-                  "</section>"]
+    parts += [section_html(section, sid) for section, sid in zip(doc.sections, ids, strict=True)]
     parts.append("</main>")
     if sortable:
         parts.append(f"<script>{_JS}</script>")
