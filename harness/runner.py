@@ -556,6 +556,7 @@ def execute(plan: RunPlan, backend: Backend | None = None, *, show_progress: boo
         distributed.broadcast(here, result)
         return RunOutcome(result, result_path, samples_path, scored_now, resumed, here.rank, here.world_size)
 
+
 def _environment() -> dict[str, Any]:
     from harness.device import environment
 

@@ -65,7 +65,7 @@ DRIVER = textwrap.dedent('''
     cfg = T.TrainConfig(model="minilm-l6", method="full", lr=1e-4, batch_size=8, max_steps=24, eval_every=8,
                         seed=0, dtype="fp32", device="cpu", max_length=32, warmup_ratio=0.0)
     out = T.StatementTrainer(cfg, toy(96, 1), toy(64, 2), Path(sys.argv[1]), threads=1, progress=print).run()
-    if T.distributed.is_main_process():
+    if T.layout().is_main:
         print("RESULT", out.steps, out.resumed_from, flush=True)
 ''')
 

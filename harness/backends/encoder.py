@@ -7,10 +7,8 @@ tokenised without truncation first (to report their true length), cut to the mod
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -29,7 +27,7 @@ from harness.batching import Collator
 from harness.core import Request, RequestKind, Score, StatementRequest
 from harness.device import is_out_of_memory, release_memory
 from harness.errors import ModelError, ScoreError, one_line
-from harness.models.materialise import ResolvedModel
+from harness.models.materialise import ResolvedModel, read_adapter_config
 from harness.models.presets import DEFAULT_ENCODER, DEFAULT_ENCODER_BASE, UNTRAINED_HEAD_NOTE, ModelKind
 
 _HEAD_KEYS = ("classifier", "score", "pooler", "sequence_summary")
@@ -127,11 +125,7 @@ class EncoderBackend(TransformersBackend):
     def _load_adapter(self, model: Any, adapter_dir: str) -> tuple[Any, set[str]]:
         """The adapter applied (not merged: its head may be a saved module), and the head modules it saved."""
         peft_model = load_peft_adapter(model, adapter_dir)
-        try:
-            adapter_cfg = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise ModelError(f"cannot read {Path(adapter_dir) / 'adapter_config.json'}: {one_line(err)}") from err
-        saved = {str(m) for m in (adapter_cfg.get("modules_to_save") or ())}
+        saved = {str(m) for m in (read_adapter_config(adapter_dir).get("modules_to_save") or ())}
         present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
         return peft_model, saved & present
 

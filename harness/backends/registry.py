@@ -14,6 +14,7 @@ from harness.backends.options import (
     FakeOptions,
     HFOptions,
     LMEvalOptions,
+    NoOptions,
     VLLMOptions,
 )
 from harness.errors import UsageError
@@ -25,14 +26,14 @@ class BackendEntry:
     target: str  # "module:factory"
     description: str
     extra: str | None = None  # pip extra that provides its optional dependencies
-    options: type[BackendOptions] = EncoderOptions  # its typed options (light: checked before the import)
+    options: type[BackendOptions] = NoOptions  # its typed options (light: checked before the import)
 
 
 _BACKENDS: dict[str, BackendEntry] = {}
 
 
 def register(name: str, target: str, description: str, extra: str | None = None,
-             options: type[BackendOptions] = EncoderOptions) -> None:
+             options: type[BackendOptions] = NoOptions) -> None:
     _BACKENDS[name] = BackendEntry(name, target, description, extra, options)
 
 

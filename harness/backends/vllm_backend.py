@@ -17,7 +17,6 @@ exposes it (dtype, max_model_len, prefix caching, batched tokens).
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -109,13 +108,9 @@ def visible_device(device: str, world_size: int) -> str | None:
 def lora_rank(adapter_dir: str) -> int:
     """max_lora_rank for a peft adapter vLLM can serve (the adapter's largest rank rounded up to a size vLLM
     allows); a one-line UsageError for an adapter it cannot serve, before the engine starts."""
-    path = Path(adapter_dir) / "adapter_config.json"
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ModelError(f"cannot read adapter config {path}: {one_line(err)}") from err
-    if not isinstance(cfg, dict):
-        raise ModelError(f"adapter config {path} is not a JSON object")
+    from harness.models.materialise import read_adapter_config
+
+    cfg = read_adapter_config(adapter_dir)
     kind = str(cfg.get("peft_type") or "LORA").upper()
     if kind != "LORA":
         raise UsageError(f"--adapter {adapter_dir} is a {kind} adapter; backend vllm serves LoRA adapters only "
@@ -142,7 +137,8 @@ def lora_rank(adapter_dir: str) -> int:
     pattern = cfg.get("rank_pattern") or {}
     ranks = [cfg.get("r"), *(pattern.values() if isinstance(pattern, dict) else ())]
     if not all(isinstance(r, int) and r > 0 for r in ranks):
-        raise ModelError(f"adapter config {path}: LoRA rank r / rank_pattern must be positive integers")
+        raise ModelError(f"adapter config {Path(adapter_dir) / 'adapter_config.json'}: LoRA rank r / rank_pattern "
+                         "must be positive integers")
     rank = max(ranks)
     size = next((size for size in LORA_RANKS if size >= rank), None)
     if size is None:
@@ -174,11 +170,6 @@ class VLLMBackend:
     def __init__(self, config: BackendConfig) -> None:
         # option refusals come before vLLM is imported or anything is loaded
         self.options = options = VLLMOptions.parse(config.options)
-        tp, pp = options.tensor_parallel_size, options.pipeline_parallel_size
-        batched = options.max_num_batched_tokens
-        memory = options.gpu_memory_utilization
-        executor = options.distributed_executor_backend
-        prefix_caching = options.enable_prefix_caching
         if config.threads is not None:
             raise UsageError("--threads does not apply to backend vllm (its engine sets its own CPU threads)")
         if config.max_length is not None and config.max_length < 2:
@@ -189,7 +180,7 @@ class VLLMBackend:
         dtype = DTYPE_ALIASES.get(config.dtype.strip().lower())  # "auto": vLLM resolves it from the model config
         if dtype is None:
             raise UsageError(f"--dtype {config.dtype!r}: choose auto, fp32, bf16 or fp16")
-        visible = visible_device(config.device, tp * pp)
+        visible = visible_device(config.device, options.tensor_parallel_size * options.pipeline_parallel_size)
         vllm = _import_vllm()
 
         from harness.backends.hf_causal import default_model
@@ -221,16 +212,17 @@ class VLLMBackend:
         tokenizer = self._tokenizer()
         engine_args: dict[str, Any] = {
             "model": base.path, "tokenizer": base.path, "dtype": dtype, "seed": config.seed,
-            "trust_remote_code": config.trust_remote_code, "tensor_parallel_size": tp, "pipeline_parallel_size": pp,
-            "enable_prefix_caching": prefix_caching, "max_num_batched_tokens": batched,
-            "enable_chunked_prefill": True,
+            "trust_remote_code": config.trust_remote_code, "tensor_parallel_size": options.tensor_parallel_size,
+            "pipeline_parallel_size": options.pipeline_parallel_size,
+            "enable_prefix_caching": options.enable_prefix_caching,
+            "max_num_batched_tokens": options.max_num_batched_tokens, "enable_chunked_prefill": True,
         }
         if config.max_length is not None:
             engine_args["max_model_len"] = config.max_length
-        if memory is not None:
-            engine_args["gpu_memory_utilization"] = memory
-        if executor is not None:
-            engine_args["distributed_executor_backend"] = executor
+        if options.gpu_memory_utilization is not None:
+            engine_args["gpu_memory_utilization"] = options.gpu_memory_utilization
+        if options.distributed_executor_backend is not None:
+            engine_args["distributed_executor_backend"] = options.distributed_executor_backend
         self.lora_request: Any = None
         if adapter_dir is not None:
             engine_args.update(enable_lora=True, max_lora_rank=rank)

@@ -132,15 +132,16 @@ def train_cmd(model: str, langs: str, tasks: str, per_task: int, template_langua
     """Statement-tune an encoder; resumable (re-run the same command). Loadable by `bench run --model DIR`."""
     import shutil
 
+    from harness.distributed import layout
     from harness.errors import UsageError
-    from harness.training.distributed import check_launch, is_main_process, launched_world_size
+    from harness.training.distributed import check_launch
     from harness.training.mixture import build_mixture, split_statements
     from harness.training.model_setup import LoraSettings
     from harness.training.trainer import Statement, StatementTrainer, TrainConfig, resolve_trainable_base
 
     # under accelerate launch / torchrun: refused before any statement is built or model loaded
     check_launch(batch_size, device)
-    main_process = is_main_process()  # every process runs this command; only rank 0 prints and writes
+    main_process = layout().is_main  # every process runs this command; only rank 0 prints and writes
     mixture_cfg = _mixture_config(langs, tasks, per_task, template_language, translation, extra_statements,
                                   allow_eval_overlap, seed)
     lora = LoraSettings(r=lora_r, alpha=lora_alpha, dropout=lora_dropout,
@@ -153,7 +154,7 @@ def train_cmd(model: str, langs: str, tasks: str, per_task: int, template_langua
     cfg.check()
     resolve_trainable_base(model)  # before any statement is built
     out = Path(output or f"{DEFAULT_TRAIN_DIR}/{Path(model).name}-{method}-{langs.replace(',', '_')}")
-    if overwrite and launched_world_size() > 1:
+    if overwrite and layout().world_size > 1:
         raise UsageError("--overwrite under a launcher: delete --output before launching (the processes would "
                          "race on it)")
     if overwrite and out.exists():

@@ -13,16 +13,33 @@ import fcntl
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import os
 import shutil
 import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-from harness.errors import ModelError
+from harness.errors import ModelError, one_line
 
 PROVENANCE_FILE = "statement_bench.json"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# model files
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A model file that must be one JSON object (a config), or a one-line ModelError naming ``what`` and the path."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot read {what} {path}: {one_line(err)}") from err
+    if not isinstance(data, dict):
+        raise ModelError(f"{what} {path} is not a JSON object")
+    return data
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -8,13 +8,13 @@ adapter directory helpers (`is_adapter_dir`, `adapter_base_model`).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.errors import ModelError
-from harness.models.cache import fingerprint, installed_version, package_dir
+from harness.models.cache import fingerprint, installed_version, package_dir, read_json_object
 from harness.models.presets import PRESETS, ModelPreset, preset_names
 from harness.models.registry import Materialiser, register_materialiser, registered_materialiser
 
@@ -82,14 +82,14 @@ def is_adapter_dir(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
 
+def read_adapter_config(adapter_dir: str | Path) -> dict[str, Any]:
+    """A peft adapter directory's adapter_config.json (one-line ModelError if unreadable or not an object)."""
+    return read_json_object(Path(adapter_dir) / "adapter_config.json", "adapter config")
+
+
 def adapter_base_model(adapter_dir: str | Path) -> str | None:
     """``base_model_name_or_path`` of a peft adapter directory (ModelError if its config is unreadable)."""
-    cfg = Path(adapter_dir) / "adapter_config.json"
-    try:
-        data = json.loads(cfg.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ModelError(f"cannot read adapter config {cfg}: {err}") from err
-    base = data.get("base_model_name_or_path") if isinstance(data, dict) else None
+    base = read_adapter_config(adapter_dir).get("base_model_name_or_path")
     return str(base) if base else None
 
 

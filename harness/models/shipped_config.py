@@ -6,11 +6,11 @@ only shapes matter; `config_metadata` reads the numbers a `ModelPreset` records 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ModelError
+from harness.models.cache import read_json_object
 from harness.models.presets import ModelPreset, get_preset
 
 _MODELS_DIR = Path(__file__).resolve().parent
@@ -34,13 +34,7 @@ def shipped_config_path(preset: str | ModelPreset) -> Path:
 
 def shipped_config_dict(preset: str | ModelPreset) -> dict[str, Any]:
     """The shipped config.json of a hub-only preset as a dict, without the harness's own keys."""
-    path = shipped_config_path(preset)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ModelError(f"cannot read shipped config {path}: {err}") from err
-    if not isinstance(data, dict):
-        raise ModelError(f"shipped config {path} is not a JSON object")
+    data = read_json_object(shipped_config_path(preset), "shipped config")
     return {k: v for k, v in data.items() if k not in HARNESS_CONFIG_KEYS}
 
 

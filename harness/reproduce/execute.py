@@ -10,8 +10,6 @@ the study with a one-line error naming it; the markers of the finished steps are
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ import click
 
 from harness.errors import BenchError, UsageError, one_line
 from harness.reproduce.study import Step, Study
+from harness.results.schema import write_json_atomic
 
 MARKER_SCHEMA = 1
 STEPS_DIR = "steps"
@@ -59,21 +58,6 @@ def read_marker(path: Path) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) and data.get("schema") == MARKER_SCHEMA else None
-
-
-def _write_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, ensure_ascii=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def step_output(argv: Sequence[str]) -> Path | None:
@@ -182,7 +166,7 @@ def execute_study(study: Study, mode: str, out: Path, commands: Mapping[str, cli
             raise StepFailed(f"step {step.id} failed: {type(err).__name__}: {one_line(err, limit=400)}; finished "
                              f"steps are kept in {out}/{STEPS_DIR}", 1) from err
         seconds = time.monotonic() - t0
-        _write_atomic(marker_path(out, step.id), {
+        write_json_atomic(marker_path(out, step.id), {
             "schema": MARKER_SCHEMA, "step": step.id, "kind": step.kind, "mode": mode, "study": study.name,
             "command": command, "started": started, "finished": _now(), "seconds": round(seconds, 2),
             "outputs": output_files(step_output(argv)), "versions": _versions()})

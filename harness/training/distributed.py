@@ -22,19 +22,9 @@ from harness.errors import UsageError
 RNG_FILE = "rng_{rank}.safetensors"
 
 
-def launched_world_size() -> int:
-    """Processes started by the launcher (WORLD_SIZE; 1 without one)."""
-    return layout().world_size
-
-
-def is_main_process() -> bool:
-    """Rank 0 (or no launcher): the only process that prints and writes."""
-    return layout().is_main
-
-
 def check_launch(batch_size: int, device: str, world_size: int | None = None) -> None:
     """Refuse what cannot keep one process's global batch or device choice under N processes (before any data)."""
-    world = launched_world_size() if world_size is None else world_size
+    world = layout().world_size if world_size is None else world_size
     if world == 1:
         return
     if batch_size % world:

@@ -53,6 +53,7 @@ from harness.device import (
     resolve_device,
     resolve_dtype,
 )
+from harness.distributed import layout
 from harness.errors import UsageError, one_line
 from harness.models.cache import make_readable
 from harness.models.materialise import ResolvedModel, adapter_base_model, is_adapter_dir, resolve_model
@@ -316,7 +317,7 @@ class StatementTrainer:
         self.manifest = manifest or {}
         self.command = command
         # under a launcher only rank 0 reports (every rank runs the same loop)
-        self.log = (progress or _quiet) if distributed.is_main_process() else _quiet
+        self.log = (progress or _quiet) if layout().is_main else _quiet
         self.accelerator: Any = None  # made by run(): the device decides it
         self.wrapped: Any = None  # the model as accelerate prepared it (DDP / FSDP / DeepSpeed wrapper)
         self.identity = config_identity(cfg, statements_identity(self.train_statements, self.heldout))
@@ -522,7 +523,7 @@ class StatementTrainer:
             self.log(f"{self.output}: already trained ({info.get('steps')} steps); nothing to do")
             return TrainOutcome(self.output, best, history, int(info.get("steps", 0)), 0, 0.0, already_done=True)
         cfg = self.cfg
-        world = distributed.launched_world_size()
+        world = layout().world_size
         distributed.check_launch(cfg.batch_size, cfg.device, world)
         self.output.mkdir(parents=True, exist_ok=True)
         if world > 1:  # the launcher's process group decides the device: cuda:LOCAL_RANK, or the CPU (gloo)

@@ -45,6 +45,18 @@ def fail(msg: str) -> None:
 
 
 
+def parse_jsonl(text: str, where: str) -> list[dict[str, Any]]:
+    """Rows of a raw JSON Lines text, read by the package's own parser (`harness.packaged.parse_jsonl_text`);
+    a bad line is a SourceError naming the file and line."""
+    from harness.errors import DataError
+    from harness.packaged import parse_jsonl_text
+
+    try:
+        return parse_jsonl_text(Path(where), text, "check the raw source file")
+    except DataError as exc:
+        raise SourceError(str(exc)) from None
+
+
 def read_text(path: Path) -> str:
     """The UTF-8 text of a raw file (SourceError naming the file if it is missing or not UTF-8)."""
     try:

@@ -14,7 +14,7 @@ import tarfile
 from pathlib import Path
 from typing import Any, Literal
 
-from .common import FLORES_TO_ISO, SourceError, SourceInfo, fail, read_text
+from .common import FLORES_TO_ISO, SourceError, SourceInfo, fail, parse_jsonl, read_text
 
 Rows = dict[str, list[dict[str, Any]]]
 
@@ -30,21 +30,6 @@ def _json(path: Path) -> Any:
         return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise SourceError(f"{path}: bad JSON ({exc})") from None
-
-
-def _jsonl(text: str, where: str) -> list[dict[str, Any]]:
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SourceError(f"{where}:{n}: bad JSON ({exc})") from None
-        if not isinstance(row, dict):
-            fail(f"{where}:{n}: not a JSON object")
-        rows.append(row)
-    return rows
 
 
 def _tar_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -63,7 +48,7 @@ def _tar_jsonl(path: Path) -> list[dict[str, Any]]:
         raise SourceError(f"{path}: missing") from None
     except (OSError, tarfile.TarError, UnicodeDecodeError) as exc:
         raise SourceError(f"{path}: unreadable archive ({exc})") from None
-    return _jsonl(text, f"{path}!{members[0].name}")
+    return parse_jsonl(text, f"{path}!{members[0].name}")
 
 
 def _clean(text: Any) -> str:
@@ -312,7 +297,7 @@ def convert_belebele_partial(shared: Path) -> Rows:
     for lang, code in BELEBELE_FILES.items():
         path = shared / "train" / "belebele_partial" / f"{code}.jsonl"
         rows: list[dict[str, Any]] = []
-        recs = _jsonl(read_text(path), str(path))
+        recs = parse_jsonl(read_text(path), str(path))
         _expect(path, "passages", len(recs), 488)
         for n, rec in enumerate(recs, 1):
             url = _clean(((rec.get("metadata") or {}).get("extra") or {}).get("url"))

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from .common import SourceError, SourceInfo, read_text
+from .common import SourceError, SourceInfo, parse_jsonl, read_text
 
 Row = dict[str, Any]
 
@@ -73,17 +73,6 @@ def _json(text: str, where: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise SourceError(f"{where}: bad JSON ({exc})") from None
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for number, line in enumerate(read_text(path).splitlines(), 1):
-        if line.strip():
-            value = _json(line, f"{path}:{number}")
-            if not isinstance(value, dict):
-                raise SourceError(f"{path}:{number}: not a JSON object")
-            rows.append(value)
-    return rows
 
 
 def _table(text: str, where: str, header: list[str], *, delimiter: str = ",",
@@ -232,7 +221,7 @@ def convert_wic_ita(shared: Path) -> dict[str, list[Row]]:
     rows: list[Row] = []
     for split, name in (("train", "train.jsonl"), ("dev", "dev.jsonl"), ("test", "test_gold.jsonl")):
         path = shared / "train" / "wic_ita" / name
-        for number, item in enumerate(_jsonl(path), 1):
+        for number, item in enumerate(parse_jsonl(read_text(path), str(path)), 1):
             where = f"{path}:{number}"
             try:
                 label = item["label"]
@@ -261,7 +250,7 @@ def _locate_by_stem(sentence: str, lemma: str) -> str | None:
 def convert_wic_kazakh(shared: Path) -> dict[str, list[Row]]:
     path = shared / "train" / "wic_kazakh" / "final_dataset_lastE.jsonl"
     rows: list[Row] = []
-    for number, item in enumerate(_jsonl(path), 1):
+    for number, item in enumerate(parse_jsonl(read_text(path), str(path)), 1):
         where = f"{path}:{number}"
         try:
             label, lemma = item["label"], item["word"]
