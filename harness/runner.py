@@ -462,8 +462,19 @@ def execute(plan: RunPlan, backend: Backend | None = None, *, show_progress: boo
     world_size-th pending example of each example set into its own ``samples.rank{R}.jsonl``, and rank 0 merges
     those into ``samples.jsonl`` and writes the result file (the one a single process would write, plus
     ``world_size``)."""
-    cfg = plan.config
     here = distributed.world()  # joins the other processes first: waiting for them is not model loading
+    try:
+        outcome = _execute(plan, here, backend, show_progress, environment, chunk_requests)
+    except BaseException:
+        distributed.leave(here, wait=False)
+        raise
+    distributed.leave(here)
+    return outcome
+
+
+def _execute(plan: RunPlan, here: distributed.World, backend: Backend | None, show_progress: bool,
+             environment: Callable[[], dict[str, Any]] | None, chunk_requests: int | None) -> RunOutcome:
+    cfg = plan.config
     started = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     if backend is None:

@@ -216,6 +216,7 @@ def test_world_without_a_launcher_is_one_process(monkeypatch: pytest.MonkeyPatch
     here = World()
     assert distributed.broadcast(here, {"a": 1}) == {"a": 1}
     distributed.barrier(here)
+    distributed.leave(here)  # nothing to leave
     assert distributed.device_for("auto", here) == "auto"
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(UsageError, match="WORLD_SIZE='two' is not a number"):
@@ -224,6 +225,29 @@ def test_world_without_a_launcher_is_one_process(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("RANK", "2")
     with pytest.raises(UsageError, match="RANK=2 WORLD_SIZE=2: not a valid process layout"):
         distributed.world()
+
+
+_LEAVE = """
+import sys, torch.distributed as dist
+from harness import distributed
+here = distributed.world()
+assert dist.is_initialized()
+got = distributed.broadcast(here, "from rank 0" if here.is_main else None)
+distributed.leave(here, wait=sys.argv[1] == "wait")
+print(here.rank, got, dist.is_initialized())
+"""
+
+
+@pytest.mark.parametrize("wait", ["wait", "error-path"])
+def test_leave_destroys_the_group_it_made(wait: str) -> None:
+    """Two real gloo processes: after leave() neither has a process group (left to interpreter exit, gloo's
+    teardown sometimes aborted a finished rank with SIGABRT, failing the launch)."""
+    env = {**_env(), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    procs = [subprocess.Popen([sys.executable, "-c", _LEAVE, wait], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    assert [out.strip() for out, _ in outs] == ["0 from rank 0 False", "1 from rank 0 False"]
 
 
 def test_device_for_a_rank(monkeypatch: pytest.MonkeyPatch) -> None:

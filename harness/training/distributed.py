@@ -57,6 +57,19 @@ def release_accelerator() -> None:
     GradientState._reset_state()
 
 
+def end_processes(accelerator: Any, world_size: int, *, wait: bool = True) -> None:
+    """Under a launcher: destroy the process group (after a barrier when ``wait``) before the process exits.
+
+    Left to interpreter exit, gloo's threads may still be joinable when the group is torn down and the process
+    dies with SIGABRT after its work is done (see ``harness.distributed.leave``); accelerate's ``end_training``
+    destroys it. One process has no group: nothing to do."""
+    if accelerator is None or world_size == 1:  # (after a one-process run its state is already released)
+        return
+    if wait:
+        accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+
 def shard(batch: list[int], rank: int, world: int) -> list[int]:
     """Rank ``rank``'s contiguous slice of a global batch (sizes differ by at most one; may be empty)."""
     base, extra = divmod(len(batch), world)

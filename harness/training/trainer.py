@@ -287,8 +287,13 @@ def _train_mode(model: torch.nn.Module, method: str) -> None:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Atomic and durable: progress.json is the checkpoint's commit marker, so its bytes reach the disk before the
+    rename makes it visible (else a power loss could leave an empty marker naming a finished step)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
@@ -539,10 +544,15 @@ class StatementTrainer:
         if world == 1:
             self.accelerator = distributed.make_accelerator(cpu=self.device.type == "cpu")
         try:
-            return self._train(state, dtype, scaler)
+            outcome = self._train(state, dtype, scaler)
+        except BaseException:
+            distributed.end_processes(self.accelerator, world, wait=False)
+            raise
         finally:
             if world == 1:
                 distributed.release_accelerator()
+        distributed.end_processes(self.accelerator, world)
+        return outcome
 
     def _train(self, state: dict[str, Any] | None, dtype: torch.dtype,
                scaler: torch.amp.GradScaler | None) -> TrainOutcome:
