@@ -8,7 +8,7 @@ import math
 import os
 import tempfile
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -603,13 +603,14 @@ def _umask() -> int:
     return mask
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write to a temp file in the same directory, fsync, then rename: readers never see half a file."""
+def write_json_atomic(path: Path, payload: dict[str, Any], *, default: Callable[[Any], Any] | None = None) -> None:
+    """Write to a temp file in the same directory, fsync, then rename: readers never see half a file, and a
+    visible file's bytes are on disk (a checkpoint's commit marker relies on that). ``default`` as json.dump's."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, ensure_ascii=False, indent=2)
+            json.dump(payload, fh, ensure_ascii=False, indent=2, default=default)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())

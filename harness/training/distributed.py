@@ -57,16 +57,12 @@ def release_accelerator() -> None:
     GradientState._reset_state()
 
 
-def end_processes(accelerator: Any, world_size: int, *, wait: bool = True) -> None:
-    """Under a launcher: destroy the process group (after a barrier when ``wait``) before the process exits.
+def end_processes(accelerator: Any) -> None:
+    """Under a launcher: destroy the process group before the process exits (accelerate's ``end_training``).
 
-    Left to interpreter exit, gloo's threads may still be joinable when the group is torn down and the process
-    dies with SIGABRT after its work is done (see ``harness.distributed.leave``); accelerate's ``end_training``
-    destroys it. One process has no group: nothing to do."""
-    if accelerator is None or world_size == 1:  # (after a one-process run its state is already released)
-        return
-    if wait:
-        accelerator.wait_for_everyone()
+    Left to interpreter exit, gloo's threads may still hold work when the group is torn down and the process
+    dies with SIGABRT after its work is done (see ``harness.distributed.leave``). A finished run has just passed
+    the trainer's last barrier; on an error there is nothing to wait for (the launcher stops the others)."""
     accelerator.end_training()
 
 

@@ -31,7 +31,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -59,6 +58,7 @@ from harness.models.cache import make_readable
 from harness.models.materialise import ResolvedModel, adapter_base_model, is_adapter_dir, resolve_model
 from harness.models.presets import DEFAULT_ENCODER_BASE, PRESETS
 from harness.models.quiet import hf_quiet
+from harness.results.schema import write_json_atomic
 from harness.training import distributed
 from harness.training.model_setup import METHODS, LoraSettings, load_for_training
 
@@ -287,14 +287,8 @@ def _train_mode(model: torch.nn.Module, method: str) -> None:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Atomic and durable: progress.json is the checkpoint's commit marker, so its bytes reach the disk before the
-    rename makes it visible (else a power loss could leave an empty marker naming a finished step)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Atomic and durable (progress.json is the checkpoint's commit marker); paths and the like as strings."""
+    write_json_atomic(path, payload, default=str)
 
 
 # ----------------------------------------------------------------------------------------------- trainer
@@ -544,15 +538,12 @@ class StatementTrainer:
         if world == 1:
             self.accelerator = distributed.make_accelerator(cpu=self.device.type == "cpu")
         try:
-            outcome = self._train(state, dtype, scaler)
-        except BaseException:
-            distributed.end_processes(self.accelerator, world, wait=False)
-            raise
+            return self._train(state, dtype, scaler)  # ends with every process at a barrier
         finally:
             if world == 1:
                 distributed.release_accelerator()
-        distributed.end_processes(self.accelerator, world)
-        return outcome
+            else:
+                distributed.end_processes(self.accelerator)
 
     def _train(self, state: dict[str, Any] | None, dtype: torch.dtype,
                scaler: torch.amp.GradScaler | None) -> TrainOutcome:
